@@ -1,0 +1,279 @@
+"""The model store: immutable versions, an atomic `current` pointer, verified loading.
+
+Layout under the store root:
+    versions/<version>/model.joblib     the fitted pipeline, calibration and thresholds
+    versions/<version>/metadata.json    version, labels, thresholds, digests, metrics, libraries
+    CURRENT                             the current version's name (replaced atomically)
+    .tmp/                               versions being written; renamed into versions/ when whole
+
+Nothing is unpickled before the model file's SHA-256 (and, with a signing key, the HMAC of the
+metadata) has been checked: joblib loading runs code, so only files this tool wrote are loaded.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import joblib
+
+from .errors import IncompatibleModel, IntegrityError, ModelNotFound, StoreError
+from .labels import Taxonomy
+from .tagger import Tagger
+
+FORMAT_VERSION = 1
+MODEL_FILE, META_FILE, CURRENT = "model.joblib", "metadata.json", "CURRENT"
+STALE_TMP_SECONDS = 24 * 3600
+
+
+def default_model_dir() -> str:
+    """$CRIMETAG_MODEL_DIR, else $XDG_DATA_HOME/crimetag/models, else ~/.local/share/crimetag/models."""
+    if os.environ.get("CRIMETAG_MODEL_DIR"):
+        return os.environ["CRIMETAG_MODEL_DIR"]
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "crimetag", "models")
+
+
+def library_versions() -> dict:
+    """Versions recorded with every model; scikit-learn's decides whether it can be loaded."""
+    import platform
+
+    import numpy
+    import scipy
+    import sklearn
+
+    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+            "numpy": numpy.__version__, "scipy": scipy.__version__, "joblib": joblib.__version__}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sign(metadata: dict, key: str) -> str:
+    """HMAC-SHA256 of the metadata (which holds the model file's digest), signature excluded."""
+    body = json.dumps({k: v for k, v in metadata.items() if k != "signature"}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True).encode()
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+class ModelStore:
+    """A directory of model versions; every write is to a temporary path renamed into place."""
+
+    def __init__(self, root: str | Path, *, signing_key: str | None = None):
+        self.root = Path(root)
+        self.signing_key = signing_key or None
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.root / "versions"
+
+    # -- writing ------------------------------------------------------------------------------
+    def save(self, tagger: Tagger, metadata: dict, *, make_current: bool = True) -> str:
+        """Write a new immutable version and (by default) make it current; returns its name."""
+        tmp_root = self.root / ".tmp"
+        try:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            tmp_root.mkdir(parents=True, exist_ok=True)
+            self._sweep_tmp(tmp_root)
+            tmp = tmp_root / uuid.uuid4().hex
+            tmp.mkdir()
+        except OSError as exc:
+            raise StoreError(f"cannot write to model store {self.root}: {exc.strerror or exc}") from None
+        try:
+            artifact = {"format": FORMAT_VERSION, "pipeline": tagger.pipeline,
+                        "calibration": tagger.calibration, "thresholds": tagger.thresholds,
+                        "taxonomy": tagger.taxonomy.to_records()}
+            joblib.dump(artifact, tmp / MODEL_FILE)
+            with open(tmp / MODEL_FILE, "rb+") as fh:
+                os.fsync(fh.fileno())
+            digest = sha256_file(tmp / MODEL_FILE)
+            now = datetime.now(timezone.utc)
+            base = f"{now:%Y%m%d-%H%M%S}-{digest[:8]}"
+            for attempt in range(100):
+                version = base if attempt == 0 else f"{base}-{attempt}"
+                meta = {**metadata, "version": version, "created": now.isoformat(timespec="seconds"),
+                        "format": FORMAT_VERSION, "model_sha256": digest,
+                        "labels": [{**rec, "threshold": float(t)} for rec, t in
+                                   zip(tagger.taxonomy.to_records(), tagger.thresholds)],
+                        "libraries": library_versions()}
+                if self.signing_key:
+                    meta["signature"] = sign(meta, self.signing_key)
+                _write_file(tmp / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+                _fsync_dir(tmp)
+                try:
+                    os.rename(tmp, self.versions_dir / version)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+            else:
+                raise StoreError(f"could not find a free version name in {self.versions_dir}")
+            _fsync_dir(self.versions_dir)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StoreError(f"cannot write model to {self.root}: {exc.strerror or exc}; nothing was changed") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if make_current:
+            self.use(version, _verified=True)
+        return version
+
+    def use(self, version: str, *, _verified: bool = False) -> None:
+        """Make `version` current, atomically; it is verified first so a bad one is never current."""
+        if not _verified:
+            self.read_metadata(version, verify_model=True)
+        tmp = self.root / f".{CURRENT}.{uuid.uuid4().hex}"
+        try:
+            _write_file(tmp, (version + "\n").encode())
+            os.replace(tmp, self.root / CURRENT)
+            _fsync_dir(self.root)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot switch current model in {self.root}: {exc.strerror or exc}") from None
+
+    def _sweep_tmp(self, tmp_root: Path) -> None:
+        """Remove what killed trains left behind long ago (a live train's temp dir is young)."""
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for entry in tmp_root.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                pass
+
+    # -- reading ------------------------------------------------------------------------------
+    def current_version(self) -> str:
+        """The current version's name; ModelNotFound when the store has none."""
+        if not self.root.exists():
+            raise ModelNotFound(f"model store {self.root} does not exist",
+                                hint="run `crimetag train` or set CRIMETAG_MODEL_DIR")
+        try:
+            version = (self.root / CURRENT).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ModelNotFound(f"no current model in {self.root}", hint="run `crimetag train`") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"cannot read {self.root / CURRENT}: {getattr(exc, 'strerror', None) or exc}") from None
+        if not version:
+            raise StoreError(f"{self.root / CURRENT} is empty")
+        return version
+
+    def versions(self) -> list[dict]:
+        """Every stored version, oldest first: name, created, profile, macro-F1, current, readable."""
+        try:
+            names = sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot list {self.versions_dir}: {exc.strerror or exc}") from None
+        try:
+            current = self.current_version()
+        except (ModelNotFound, StoreError):
+            current = None
+        out = []
+        for name in names:
+            row = {"version": name, "current": name == current}
+            try:
+                meta = self.read_metadata(name)
+                row.update(created=meta.get("created"), profile=meta.get("profile"),
+                           n_labels=len(meta.get("labels", [])),
+                           macro_f1=(meta.get("metrics") or {}).get("macro_f1"), ok=True)
+            except (IntegrityError, IncompatibleModel, ModelNotFound, StoreError) as exc:
+                row.update(ok=False, problem=exc.message)
+            out.append(row)
+        return out
+
+    def read_metadata(self, version: str, *, verify_model: bool = False) -> dict:
+        """Read and check a version's metadata (format, signature; with verify_model, the digest)."""
+        vdir = self._version_dir(version)
+        try:
+            raw = (vdir / META_FILE).read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"model {version} has no {META_FILE}; refusing to load it") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {vdir / META_FILE}: {exc.strerror or exc}") from None
+        try:
+            meta = json.loads(raw)
+            if not isinstance(meta, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            raise IntegrityError(f"{vdir / META_FILE} is corrupt (not a JSON object); refusing to load model {version}") from None
+        if meta.get("format") != FORMAT_VERSION:
+            raise IncompatibleModel(f"model {version} has format {meta.get('format')!r}; this crimetag reads format {FORMAT_VERSION}",
+                                    hint="retrain with `crimetag train`")
+        if self.signing_key:
+            sig = meta.get("signature")
+            if not isinstance(sig, str) or not hmac.compare_digest(sig, sign(meta, self.signing_key)):
+                raise IntegrityError(f"model {version} is {'unsigned' if not sig else 'wrongly signed'} for CRIMETAG_SIGNING_KEY; refusing to load it")
+        built = (meta.get("libraries") or {}).get("scikit-learn", "?")
+        here = library_versions()["scikit-learn"]
+        if _minor(str(built)) != _minor(here):
+            raise IncompatibleModel(
+                f"model {version} was built with scikit-learn {built}; this installation has {here}",
+                hint=f"retrain with `crimetag train`, or install scikit-learn=={built}")
+        if verify_model:
+            self._verify_digest(vdir, meta, version)
+        return meta
+
+    def _verify_digest(self, vdir: Path, meta: dict, version: str) -> None:
+        try:
+            actual = sha256_file(vdir / MODEL_FILE)
+        except FileNotFoundError:
+            raise IntegrityError(f"model {version} has no {MODEL_FILE}; refusing to load it") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {vdir / MODEL_FILE}: {exc.strerror or exc}") from None
+        if not isinstance(meta.get("model_sha256"), str) or not hmac.compare_digest(actual, meta["model_sha256"]):
+            raise IntegrityError(f"model {version}: {MODEL_FILE} does not match its recorded SHA-256; refusing to unpickle it")
+
+    def load(self, version: str | None = None) -> Tagger:
+        """Load a version (default: current) after checking its digest, signature and libraries."""
+        version = version or self.current_version()
+        meta = self.read_metadata(version, verify_model=True)
+        try:
+            artifact = joblib.load(self._version_dir(version) / MODEL_FILE)
+        except Exception as exc:  # a digest-verified file should load; anything else is corruption
+            raise IntegrityError(f"model {version} could not be read: {type(exc).__name__}") from None
+        if not isinstance(artifact, dict) or artifact.get("format") != FORMAT_VERSION:
+            raise IntegrityError(f"model {version} is not a crimetag model")
+        taxonomy = Taxonomy.from_records(artifact["taxonomy"])
+        return Tagger(taxonomy=taxonomy, pipeline=artifact["pipeline"], calibration=artifact["calibration"],
+                      thresholds=artifact["thresholds"], version=version, metadata=meta)
+
+    def _version_dir(self, version: str) -> Path:
+        if not version or "/" in version or version.startswith("."):
+            raise ModelNotFound(f"no model version {version!r}")
+        vdir = self.versions_dir / version
+        if not vdir.is_dir():
+            raise ModelNotFound(f"no model version {version!r} in {self.root}", hint="see `crimetag models`")
+        return vdir

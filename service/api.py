@@ -1,0 +1,136 @@
+"""The /v1 blueprint: predict (single and batch), explain, labels, model metadata, admin reload."""
+from __future__ import annotations
+
+import hmac
+import json
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from model.errors import CrimetagError, InvalidInput
+from model.text import check_text
+
+from .config import limits
+from .errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+
+
+def holder():
+    return current_app.extensions["crimetag"]
+
+
+def ready_tagger():
+    """The serving model, or 503 not_ready."""
+    tagger = holder().tagger
+    if tagger is None:
+        raise ApiError(503, "not_ready", "no model is loaded yet")
+    return tagger
+
+
+def json_body() -> dict:
+    """The request's JSON object, or the right 413/415/400 error."""
+    lim = limits(current_app.config)
+    if request.content_length is not None and request.content_length > lim.max_body_bytes:
+        raise ApiError(413, "payload_too_large", f"the request body is over {lim.max_body_bytes} bytes")
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = request.get_data(cache=False)
+    if len(raw) > lim.max_body_bytes:
+        raise ApiError(413, "payload_too_large", f"the request body is over {lim.max_body_bytes} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+def parse_predict(body: dict, *, force_explain: bool = False) -> tuple[list[str], bool, bool]:
+    """Validate a predict body: exactly one of text/texts, optional boolean explain."""
+    lim = limits(current_app.config)
+    unknown = set(body) - {"text", "texts", "explain"}
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
+    explain = body.get("explain", False)
+    if not isinstance(explain, bool):
+        raise InvalidInput("'explain' must be true or false", code="invalid_type")
+    if ("text" in body) == ("texts" in body):
+        raise ApiError(400, "invalid_body", "send exactly one of 'text' (a string) or 'texts' (a list of strings)")
+    if "text" in body:
+        texts, single = [check_text(body["text"], lim, where="'text'")], True
+    else:
+        raw = body["texts"]
+        if not isinstance(raw, list):
+            raise InvalidInput(f"'texts' must be a list of strings, got {type(raw).__name__}", code="invalid_type")
+        if not raw:
+            raise InvalidInput("'texts' is empty", code="empty_text")
+        if len(raw) > lim.max_texts:
+            raise InvalidInput(f"'texts' has {len(raw)} items; the limit is {lim.max_texts}", code="too_many_texts")
+        texts, single = [check_text(t, lim, where=f"texts[{i}]") for i, t in enumerate(raw)], False
+    g.n_texts, g.n_chars = len(texts), sum(map(len, texts))
+    return texts, explain or force_explain, single
+
+
+def _predict(force_explain: bool):
+    body = json_body()
+    tagger = ready_tagger()
+    texts, explain, single = parse_predict(body, force_explain=force_explain)
+    results = tagger.predict(texts, explain=explain)
+    current_app.extensions["crimetag_metrics"].scored(results)
+    if single:
+        return jsonify(results[0])
+    return jsonify({"model_version": tagger.version, "results": results})
+
+
+@bp.post("/predict")
+def predict():
+    """Tag one text ({"text"}) or a batch ({"texts"}); "explain": true adds evidence."""
+    return _predict(False)
+
+
+@bp.post("/explain")
+def explain():
+    """As predict, always with evidence for each returned label."""
+    return _predict(True)
+
+
+@bp.get("/labels")
+def labels():
+    tagger = ready_tagger()
+    return jsonify({"model_version": tagger.version, "labels": [
+        {**rec, "threshold": round(float(t), 6)} for rec, t in zip(tagger.taxonomy.to_records(), tagger.thresholds)]})
+
+
+@bp.get("/model")
+def model_info():
+    tagger = ready_tagger()
+    meta = {k: v for k, v in tagger.metadata.items() if k != "signature"}
+    return jsonify(meta)
+
+
+def require_admin() -> None:
+    """Bearer-token check for admin endpoints (constant-time); disabled with no token set."""
+    token = current_app.config.get("ADMIN_TOKEN")
+    if not token:
+        raise ApiError(404, "admin_disabled", "admin endpoints are disabled: set CRIMETAG_ADMIN_TOKEN")
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <admin token>")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(403, "forbidden", "the admin token is not valid")
+
+
+@bp.post("/admin/reload")
+def reload():
+    """Load the store's current model; on failure the old model keeps serving."""
+    require_admin()
+    old = holder().tagger
+    try:
+        tagger = holder().reload()
+    except CrimetagError as exc:
+        serving = old.version if old else "none"
+        raise ApiError(409, "reload_failed", f"{exc.message}; still serving model {serving}") from None
+    return jsonify({"status": "reloaded", "model_version": tagger.version,
+                    "previous_version": old.version if old else None})

@@ -1,0 +1,1 @@
+"""Reading labelled data, fitting, evaluating, and the `crimetag` command line."""

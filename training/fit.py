@@ -1,0 +1,115 @@
+"""Fit a model: features, cross-validated calibration and thresholds, the final classifier, metadata."""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+
+from model.calibration import apply_platt, best_thresholds, calibration_report, fit_platt
+from model.labels import Taxonomy, load_taxonomy
+from model.pipeline import DEFAULT_PARAMS, build_pipeline
+from model.store import ModelStore
+from model.tagger import Tagger
+
+from .data import Dataset, read_labelled
+from .evaluate import indicator, metrics
+
+Progress = Callable[[str], None] | None
+
+
+def bundled_corpus() -> list[Path]:
+    """The JSONL files of the bundled corpus (package data), in a stable order."""
+    root = resources.files("training") / "corpus"
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".jsonl"))
+
+
+@dataclass
+class FitResult:
+    tagger: Tagger
+    report: dict
+
+
+def fit(data: Dataset, taxonomy: Taxonomy, *, seed: int = 0, cv_folds: int = 5, params: dict | None = None,
+        progress: Progress = None) -> FitResult:
+    """Fit features once, cross-validate the classifier for calibration and thresholds, refit on all.
+
+    The TF-IDF vocabulary is fitted on all training texts (unsupervised; labels are never seen
+    outside their fold); the classifier's out-of-fold scores give the Platt calibration, the
+    per-label thresholds and the reported figures.
+    """
+    say = progress or (lambda _msg: None)
+    ids = taxonomy.ids
+    y = indicator(data.labels, ids)
+    pipe = build_pipeline(seed=seed, params=params)
+    t0 = time.perf_counter()
+    say(f"features: fitting TF-IDF on {len(data)} texts")
+    X = pipe.named_steps["features"].fit_transform(data.texts)
+    timings = {"features_s": time.perf_counter() - t0}
+    clf = pipe.named_steps["clf"]
+    oof = np.zeros(y.shape, dtype=float)
+    folds = max(2, min(cv_folds, len(data)))
+    t1 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+        warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+        warnings.filterwarnings("ignore", category=UserWarning, module="sklearn.multiclass")
+        for k, (tr, te) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(X), 1):
+            say(f"cross-validation: fold {k}/{folds}")
+            oof[te] = clone(clf).fit(X[tr], y[tr]).decision_function(X[te])
+        timings["cv_s"] = time.perf_counter() - t1
+        say("fitting the final classifier on all data")
+        t2 = time.perf_counter()
+        clf.fit(X, y)
+        timings["final_fit_s"] = time.perf_counter() - t2
+    calibration = fit_platt(oof, y)
+    proba = apply_platt(oof, calibration)
+    thresholds = best_thresholds(proba, y)
+    report = metrics(y, proba >= thresholds, ids)
+    report["calibration"] = calibration_report(proba, y)
+    report["evaluation"] = f"{folds}-fold cross-validation (out-of-fold scores; thresholds chosen on them)"
+    report["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    tagger = Tagger(taxonomy=taxonomy, pipeline=pipe, calibration=calibration, thresholds=thresholds)
+    return FitResult(tagger, report)
+
+
+@dataclass
+class TrainResult:
+    version: str
+    metadata: dict
+    report: dict
+    dropped: int
+    problems: list
+
+
+def train(store: ModelStore, *, data_paths: list[str | Path] | None = None, taxonomy_path: str | Path | None = None,
+          profile: str = "fast", seed: int = 0, cv_folds: int = 5, skip_invalid: bool = False,
+          params: dict | None = None, make_current: bool = True, progress: Progress = None) -> TrainResult:
+    """Read, validate, fit and save a new version (made current); nothing is written on error."""
+    if profile != "fast":
+        from model.errors import InvalidInput
+        raise InvalidInput(f"profile {profile!r} is not available in this installation", code="unknown_profile")
+    taxonomy = load_taxonomy(taxonomy_path)
+    paths = list(data_paths) if data_paths else bundled_corpus()
+    data = read_labelled(paths, taxonomy.ids, skip_invalid=skip_invalid, progress=progress)
+    result = fit(data, taxonomy, seed=seed, cv_folds=cv_folds, params=params, progress=progress)
+    metadata = {
+        "profile": profile,
+        "seed": seed,
+        "params": {**DEFAULT_PARAMS, **(params or {}), "cv_folds": cv_folds},
+        "data": {"files": [str(p) if data_paths else Path(p).name for p in paths], "n": len(data),
+                 "dropped": data.dropped, "sha256": data.digest},
+        "taxonomy_source": str(taxonomy_path) if taxonomy_path else "bundled",
+        "metrics": {k: v for k, v in result.report.items() if k != "timings"},
+        "timings": result.report["timings"],
+    }
+    if progress:
+        progress("saving the model")
+    version = store.save(result.tagger, metadata, make_current=make_current)
+    return TrainResult(version, store.read_metadata(version), result.report, data.dropped, data.problems)
