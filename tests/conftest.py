@@ -1,0 +1,53 @@
+"""Shared fixtures: a small model trained once per session on a slice of the bundled corpus."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.labels import load_taxonomy
+from model.store import ModelStore
+from training.data import read_labelled
+from training.fit import bundled_corpus, train
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def corpus_slice(step: int = 6) -> list[dict]:
+    """Every `step`-th row of the bundled corpus: all 14 labels, small enough to train in seconds."""
+    data = read_labelled(bundled_corpus(), load_taxonomy().ids)
+    return [{"text": t, "labels": ls} for t, ls in list(zip(data.texts, data.labels))[::step]]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("data") / "small.jsonl", corpus_slice())
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory, small_data) -> ModelStore:
+    """A store holding one model trained on the corpus slice (3-fold CV)."""
+    store = ModelStore(tmp_path_factory.mktemp("store"))
+    train(store, data_paths=[small_data], cv_folds=3, seed=0)
+    return store
+
+
+@pytest.fixture(scope="session")
+def tagger(trained_store):
+    return trained_store.load()
+
+
+@pytest.fixture
+def store_copy(tmp_path, trained_store) -> ModelStore:
+    """A private copy of the trained store, for tests that change or damage it."""
+    import shutil
+
+    dst = tmp_path / "store"
+    shutil.copytree(trained_store.root, dst)
+    return ModelStore(dst)
