@@ -16,9 +16,10 @@ import scipy.sparse as sp
 from .calibration import apply_platt
 from .labels import Taxonomy
 from .pipeline import linear_weights
-from .text import token_char_ngrams, tokens_with_spans
+from .text import token_char_ngrams, tokens, tokens_with_spans
 
 EVIDENCE_PER_LABEL = 5
+TOKEN_CACHE_SIZE = 200_000
 
 
 @dataclass
@@ -46,49 +47,133 @@ class Tagger:
         self._word = _Block(word.vocabulary_, word.idf_, 0)
         self._char = _Block(char.vocabulary_, char.idf_, len(word.vocabulary_))
         n_features = len(word.vocabulary_) + len(char.vocabulary_)
+        self._idf = np.concatenate([word.idf_, char.idf_])
         self._W, self._b = linear_weights(self.pipeline.named_steps["clf"], n_features)
+        self._token_cache: dict[str, list[tuple[int, int]]] = {}
         self.thresholds = np.asarray(self.thresholds, dtype=float)
         self.calibration = np.asarray(self.calibration, dtype=float)
 
     # -- features -----------------------------------------------------------------------------
-    def _rows(self, text: str):
-        """Column indices and tf-idf values of one text (both blocks L2-normalised separately)."""
-        toks = [t for _, _, t in tokens_with_spans(text)]
-        words = Counter(toks)
-        words.update(f"{a} {b}" for a, b in zip(toks, toks[1:]))
-        chars = Counter()
-        for tok, n in Counter(toks).items():
-            for g, k in Counter(token_char_ngrams(tok)).items():
-                chars[g] += k * n
-        cols, vals = [], []
-        for block, counts in ((self._word, words), (self._char, chars)):
-            bc, bv = [], []
-            for g, n in counts.items():
-                j = block.vocab.get(g)
+    def _token_chars(self, tok: str) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and counts of a token's unigram and character n-gram features, cached per token.
+
+        Both are fixed for a token form, so a batch needs one cache lookup per distinct token.
+        """
+        entry = self._token_cache.get(tok)
+        if entry is None:
+            vocab, off = self._char.vocab, self._char.offset
+            counts: dict[int, int] = {}
+            j = self._word.vocab.get(tok)
+            if j is not None:
+                counts[j] = 1
+            for g in token_char_ngrams(tok):
+                j = vocab.get(g)
                 if j is not None:
-                    bc.append(j)
-                    bv.append((1.0 + math.log(n)) * block.idf[j])
-            if bv:
-                v = np.asarray(bv)
-                v /= math.sqrt(float(v @ v))
-                cols.extend(c + block.offset for c in bc)
-                vals.extend(v.tolist())
-        return cols, vals
+                    counts[j + off] = counts.get(j + off, 0) + 1
+            entry = (np.fromiter(counts.keys(), dtype=np.int64, count=len(counts)),
+                     np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+            if len(self._token_cache) >= TOKEN_CACHE_SIZE:
+                self._token_cache.clear()
+            self._token_cache[tok] = entry
+        return entry
+
+    def _counts(self, texts: list[str]):
+        """(row, column, count) triples of raw term counts for a batch, duplicates not yet summed."""
+        wv = self._word.vocab
+        rows, cols, counts = [], [], []
+        for i, text in enumerate(texts):
+            toks = tokens(text)
+            wcols = [j for j in (wv.get(f"{a} {b}") for a, b in zip(toks, toks[1:])) if j is not None]
+            parts_c = [np.asarray(wcols, dtype=np.int64)]
+            parts_n = [np.ones(len(wcols))]
+            for t in toks:
+                c, n = self._token_chars(t)
+                parts_c.append(c)
+                parts_n.append(n)
+            c = np.concatenate(parts_c)
+            rows.append(np.full(len(c), i, dtype=np.int64))
+            cols.append(c)
+            counts.append(np.concatenate(parts_n))
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(counts)
+
+    def _tfidf(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, columns, values) of the TF-IDF matrix of `texts`, sorted by row then column.
+
+        Counts are summed per (text, column), turned into 1 + log(tf) times idf, and each text's
+        word and character blocks are L2-normalised separately, as the FeatureUnion does.
+        """
+        n_feat = self._W.shape[0]
+        rows, cols, counts = self._counts(texts)
+        uniq, inv = np.unique(rows * n_feat + cols, return_inverse=True)
+        tf = np.bincount(inv, weights=counts, minlength=len(uniq))
+        rows, cols = uniq // n_feat, uniq % n_feat
+        data = (np.log(tf) + 1.0) * self._idf[cols]
+        block = rows * 2 + (cols >= self._char.offset)
+        norms = np.sqrt(np.bincount(block, weights=data * data, minlength=2 * len(texts)))
+        data /= norms[block]
+        return rows, cols, data
 
     def features(self, texts: list[str]) -> sp.csr_matrix:
-        """The TF-IDF matrix of `texts`, equal to the pipeline's feature step."""
-        indptr, indices, data = [0], [], []
-        for text in texts:
-            c, v = self._rows(text)
-            indices.extend(c)
-            data.extend(v)
-            indptr.append(len(indices))
-        return sp.csr_matrix((np.asarray(data, dtype=float), np.asarray(indices, dtype=np.int64),
-                              np.asarray(indptr, dtype=np.int64)), shape=(len(texts), self._W.shape[0]))
+        """The TF-IDF matrix of `texts`, equal to the pipeline's feature step.
+
+        Python touches each token once (a dict lookup); the character n-grams of each distinct
+        token come from the cache as a sparse row, so a batch's counts are one sparse product.
+        """
+        n, n_feat = len(texts), self._W.shape[0]
+        wv = self._word.vocab
+        local: dict[str, int] = {}
+        occ_rows, occ_toks, big_rows, big_cols = [], [], [], []
+        for i, text in enumerate(texts):
+            toks = tokens(text)
+            for t in toks:
+                k = local.get(t)
+                if k is None:
+                    k = local[t] = len(local)
+                occ_rows.append(i)
+                occ_toks.append(k)
+            for a, b in zip(toks, toks[1:]):
+                j = wv.get(f"{a} {b}")
+                if j is not None:
+                    big_rows.append(i)
+                    big_cols.append(j)
+        # One row per distinct token: its unigram column (if any) and its character n-grams.
+        parts_c, parts_n, lengths = [], [], []
+        for t in local:
+            c, cnt = self._token_chars(t)
+            parts_c.append(c)
+            parts_n.append(cnt)
+            lengths.append(len(c))
+        tok_indptr = np.zeros(len(local) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=tok_indptr[1:])
+        per_token = sp.csr_matrix((np.concatenate(parts_n) if parts_n else np.zeros(0),
+                                   np.concatenate(parts_c) if parts_c else np.zeros(0, dtype=np.int64),
+                                   tok_indptr), shape=(len(local), n_feat))
+        occurrences = sp.csr_matrix((np.ones(len(occ_rows)), (occ_rows, occ_toks)), shape=(n, len(local)))
+        X = occurrences @ per_token
+        if big_rows:
+            X = X + sp.csr_matrix((np.ones(len(big_rows)), (big_rows, big_cols)), shape=(n, n_feat))
+        X = X.tocsr()
+        X.sum_duplicates()
+        rows = np.repeat(np.arange(n), np.diff(X.indptr))
+        data = (np.log(X.data) + 1.0) * self._idf[X.indices]
+        block = rows * 2 + (X.indices >= self._char.offset)
+        norms = np.sqrt(np.bincount(block, weights=data * data, minlength=2 * n))
+        X.data = data / norms[block]
+        return X
+
+    def _rows(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices and tf-idf values of one text."""
+        _, cols, data = self._tfidf([text])
+        return cols, data
 
     # -- scoring ------------------------------------------------------------------------------
     def decision(self, texts: list[str]) -> np.ndarray:
         """Raw per-label decision values, shape (n, n_labels)."""
+        if len(texts) == 1:  # one text: gather the rows of W it touches, skip scipy's overhead
+            cols, vals = self._rows(texts[0])
+            return (vals @ self._W[cols] + self._b)[None, :]
         return np.asarray(self.features(texts) @ self._W) + self._b
 
     def scores(self, texts: list[str]) -> np.ndarray:
@@ -99,8 +184,7 @@ class Tagger:
         """One API-shaped result per text: labels at or above their threshold, all scores."""
         if not texts:
             return []
-        X = self.features(texts)
-        P = apply_platt(np.asarray(X @ self._W) + self._b, self.calibration)
+        P = apply_platt(self.decision(texts), self.calibration)
         ids = self.taxonomy.ids
         out = []
         for i, text in enumerate(texts):
@@ -108,28 +192,29 @@ class Tagger:
             hit = np.flatnonzero(p >= self.thresholds)
             hit = hit[np.argsort(-p[hit], kind="mergesort")]
             labels = [{"label": ids[j], "score": round(float(p[j]), 6)} for j in hit]
-            if explain:
-                row = X.getrow(i)
+            if explain and labels:
+                cols, vals = self._rows(text)
                 for entry, j in zip(labels, hit):
-                    entry["evidence"] = self._evidence(text, row, j)
+                    entry["evidence"] = self._evidence(text, cols, vals, j)
             out.append({"model_version": self.version, "labels": labels,
                         "scores": {ids[j]: round(float(p[j]), 6) for j in range(len(ids))}})
         return out
 
     # -- explanations -------------------------------------------------------------------------
-    def _evidence(self, text: str, row: sp.csr_matrix, label: int, k: int = EVIDENCE_PER_LABEL) -> list[dict]:
+    def _evidence(self, text: str, cols: np.ndarray, vals: np.ndarray, label: int,
+                  k: int = EVIDENCE_PER_LABEL) -> list[dict]:
         """The spans of `text` whose features pushed `label` up most (tf-idf value x coefficient).
 
         Word unigrams credit their token, bigrams the two-word span, character n-grams every
         token containing them; a feature seen several times shares its credit equally.
         """
-        contrib = row.data * self._W[row.indices, label]
+        contrib = vals * self._W[cols, label]
         toks = list(tokens_with_spans(text))
         spans: Counter = Counter()
         positive = contrib > 0
         if not positive.any():
             return []
-        wanted = {int(c): float(w) for c, w in zip(row.indices[positive], contrib[positive])}
+        wanted = {int(c): float(w) for c, w in zip(cols[positive], contrib[positive])}
         # Word unigrams and bigrams.
         wv, off = self._word.vocab, self._char.offset
         occ: dict[int, list[tuple[int, int]]] = {}
