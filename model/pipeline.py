@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 
@@ -13,7 +13,7 @@ DEFAULT_PARAMS = {
     "word_max_features": 200_000,
     "char_max_features": 300_000,
     "min_df": 2,
-    "C": 10.0,
+    "C": "auto",  # chosen by cross-validation in training.fit; a number fixes it
 }
 
 
@@ -31,20 +31,26 @@ def build_features(*, min_df: int = 2, word_max_features: int | None = None,
     ])
 
 
-def build_classifier(*, C: float = 10.0, seed: int = 0, n_jobs: int | None = None) -> OneVsRestClassifier:
-    """One L2 logistic regression per label, classes weighted so rare labels are not ignored."""
-    lr = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=1000,
-                            random_state=seed)
-    return OneVsRestClassifier(lr, n_jobs=n_jobs)
+def build_classifier(*, C: float = 0.3, seed: int = 0, n_jobs: int | None = None) -> OneVsRestClassifier:
+    """One L2-regularised linear SVM per label, classes weighted so rare labels are not ignored.
+
+    A linear SVM (liblinear's dual coordinate descent) trains 10-20x faster than logistic
+    regression on large text sets for the same accuracy; its margins become probabilities
+    through Platt scaling on out-of-fold scores (`model.calibration`).
+    """
+    svm = LinearSVC(C=C, class_weight="balanced", loss="squared_hinge", dual=True, max_iter=5000,
+                    random_state=seed)
+    return OneVsRestClassifier(svm, n_jobs=n_jobs)
 
 
 def build_pipeline(*, seed: int = 0, params: dict | None = None, n_jobs: int | None = None) -> Pipeline:
     """The whole estimator, addressable as `features__word__...` and `clf__estimator__C`."""
     p = {**DEFAULT_PARAMS, **(params or {})}
+    C = 0.3 if p["C"] == "auto" else float(p["C"])
     return Pipeline([
         ("features", build_features(min_df=p["min_df"], word_max_features=p["word_max_features"],
                                     char_max_features=p["char_max_features"])),
-        ("clf", build_classifier(C=p["C"], seed=seed, n_jobs=n_jobs)),
+        ("clf", build_classifier(C=C, seed=seed, n_jobs=n_jobs)),
     ])
 
 

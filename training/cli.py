@@ -63,12 +63,14 @@ def main():
 @click.option("--profile", type=click.Choice(["fast", "accurate"]), default="fast", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same data and seed give identical predictions.")
 @click.option("--cv-folds", type=click.IntRange(2, 20), default=5, show_default=True)
+@click.option("--C", "C", default="auto", show_default=True,
+              help="Regularisation of the per-label SVMs: a number, or 'auto' to cross-validate a grid.")
 @click.option("--skip-invalid", is_flag=True, help="Train on the valid rows; report how many were dropped.")
 @click.option("--if-missing", is_flag=True, help="Do nothing when the store already has a current model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @model_dir_option
-def train_cmd(data, taxonomy, profile, seed, cv_folds, skip_invalid, if_missing, as_json, quiet, model_dir):
+def train_cmd(data, taxonomy, profile, seed, cv_folds, C, skip_invalid, if_missing, as_json, quiet, model_dir):
     """Train a new model version, print its cross-validated report and make it current."""
     from model.errors import ModelNotFound
 
@@ -82,8 +84,15 @@ def train_cmd(data, taxonomy, profile, seed, cv_folds, skip_invalid, if_missing,
             return
         except ModelNotFound:
             pass
+    if C != "auto":
+        try:
+            C = float(C)
+            if C <= 0:
+                raise ValueError
+        except ValueError:
+            raise click.BadParameter("must be a positive number or 'auto'", param_hint="--C") from None
     result = train(store, data_paths=list(data) or None, taxonomy_path=taxonomy, profile=profile, seed=seed,
-                   cv_folds=cv_folds, skip_invalid=skip_invalid, progress=_progress(quiet))
+                   cv_folds=cv_folds, params={"C": C}, skip_invalid=skip_invalid, progress=_progress(quiet))
     if result.dropped:
         click.echo(f"crimetag: skipped {result.dropped} invalid row(s); the first:", err=True)
         for problem in result.problems[:5]:
@@ -92,8 +101,9 @@ def train_cmd(data, taxonomy, profile, seed, cv_folds, skip_invalid, if_missing,
         click.echo(json.dumps({"version": result.version, **result.report}, indent=2))
     else:
         click.echo(format_report(result.report, title=f"model {result.version} ({result.report['evaluation']})"))
-        cal = result.report["calibration"]
-        click.echo(f"calibration: Brier {cal['brier']:.4f}  ECE {cal['ece']:.4f}")
+        cal, sel = result.report["calibration"], result.report["model_selection"]
+        click.echo(f"calibration: Brier {cal['brier']:.4f}  ECE {cal['ece']:.4f}   C={sel['C']:g} "
+                   f"(macro-F1 by C: {', '.join(f'{c}: {f:.3f}' for c, f in sel['macro_f1_by_C'].items())})")
         click.echo(f"saved to {store.root} and made current")
 
 
