@@ -14,6 +14,7 @@ DEFAULT_PARAMS = {
     "char_max_features": 300_000,
     "min_df": 2,
     "C": "auto",  # chosen by cross-validation in training.fit; a number fixes it
+    "embedding_scale": 1.0,  # weight of the sentence-embedding block (accurate profile)
 }
 
 

@@ -113,7 +113,7 @@ class ModelStore:
         try:
             artifact = {"format": FORMAT_VERSION, "pipeline": tagger.pipeline,
                         "calibration": tagger.calibration, "thresholds": tagger.thresholds,
-                        "taxonomy": tagger.taxonomy.to_records()}
+                        "taxonomy": tagger.taxonomy.to_records(), "embedding": tagger.embedding}
             joblib.dump(artifact, tmp / MODEL_FILE)
             with open(tmp / MODEL_FILE, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -267,8 +267,15 @@ class ModelStore:
         if not isinstance(artifact, dict) or artifact.get("format") != FORMAT_VERSION:
             raise IntegrityError(f"model {version} is not a crimetag model")
         taxonomy = Taxonomy.from_records(artifact["taxonomy"])
+        embedding, embedder = artifact.get("embedding"), None
+        if embedding:
+            from .embeddings import load_embedder
+
+            # Refuses an encoder whose files differ from the one this model was trained with.
+            embedder = load_embedder(embedding.get("path"), expected=embedding["identity"])
         return Tagger(taxonomy=taxonomy, pipeline=artifact["pipeline"], calibration=artifact["calibration"],
-                      thresholds=artifact["thresholds"], version=version, metadata=meta)
+                      thresholds=artifact["thresholds"], version=version, metadata=meta,
+                      embedding=embedding, embedder=embedder)
 
     def _version_dir(self, version: str) -> Path:
         if not version or "/" in version or version.startswith("."):

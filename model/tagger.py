@@ -41,14 +41,22 @@ class Tagger:
     thresholds: np.ndarray
     version: str = "unsaved"
     metadata: dict = field(default_factory=dict)
+    # The `accurate` profile: {"identity", "path", "scale"} of the sentence encoder whose
+    # vectors follow the TF-IDF columns, and the loaded encoder itself.
+    embedding: dict | None = None
+    embedder: object = None
 
     def __post_init__(self):
         word, char = (self.pipeline.named_steps["features"].transformer_list[i][1] for i in (0, 1))
         self._word = _Block(word.vocabulary_, word.idf_, 0)
         self._char = _Block(char.vocabulary_, char.idf_, len(word.vocabulary_))
-        n_features = len(word.vocabulary_) + len(char.vocabulary_)
+        self._n_tfidf = len(word.vocabulary_) + len(char.vocabulary_)
+        n_embed = self.embedding["identity"]["dimension"] if self.embedding else 0
+        if self.embedding and self.embedder is None:
+            raise ValueError("an accurate-profile model needs its embedder")
         self._idf = np.concatenate([word.idf_, char.idf_])
-        self._W, self._b = linear_weights(self.pipeline.named_steps["clf"], n_features)
+        W, self._b = linear_weights(self.pipeline.named_steps["clf"], self._n_tfidf + n_embed)
+        self._W, self._W_embed = W[: self._n_tfidf], W[self._n_tfidf:]
         self._token_cache: dict[str, list[tuple[int, int]]] = {}
         self.thresholds = np.asarray(self.thresholds, dtype=float)
         self.calibration = np.asarray(self.calibration, dtype=float)
@@ -169,12 +177,24 @@ class Tagger:
         return cols, data
 
     # -- scoring ------------------------------------------------------------------------------
+    @property
+    def profile(self) -> str:
+        return "accurate" if self.embedding else "fast"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """The scaled sentence-embedding columns of `texts` (accurate profile only)."""
+        return self.embedder.embed(texts) * self.embedding["scale"]
+
     def decision(self, texts: list[str]) -> np.ndarray:
         """Raw per-label decision values, shape (n, n_labels)."""
         if len(texts) == 1:  # one text: gather the rows of W it touches, skip scipy's overhead
             cols, vals = self._rows(texts[0])
-            return (vals @ self._W[cols] + self._b)[None, :]
-        return np.asarray(self.features(texts) @ self._W) + self._b
+            d = (vals @ self._W[cols] + self._b)[None, :]
+        else:
+            d = np.asarray(self.features(texts) @ self._W) + self._b
+        if self.embedding:
+            d = d + self.embed(texts) @ self._W_embed
+        return d
 
     def scores(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities, shape (n, n_labels)."""

@@ -5,7 +5,7 @@ __all__ = ["create_app"]
 
 
 def create_app(config: dict | None = None, *, holder=None):
-    """Build the app: settings from defaults, then `config`, then CRIMETAG_* variables.
+    """Build the app: defaults, then CRIMETAG_* variables, then `config` (explicit settings win).
 
     `holder` lets the gunicorn master load the model once before forking, so workers share it.
     Imports happen here, not at package import, so `PROMETHEUS_MULTIPROC_DIR` can be set first.
@@ -19,11 +19,13 @@ def create_app(config: dict | None = None, *, holder=None):
     from .holder import ModelHolder
     from .metrics import Metrics
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: the API serves no files
     app.config.update(DEFAULTS)
     app.config.update(config or {})
     app.config.update({k: v for k, v in from_environ().items() if k not in (config or {})})
-    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
+    # One byte over the limit: werkzeug silently cuts a streamed (chunked) body at this length, so
+    # reading one more byte is how the API tells a body over the limit (413) from one at it.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"] + 1
     app.json.sort_keys = False
 
     metrics = Metrics(multiprocess_mode=app.config["METRICS_MULTIPROCESS"])

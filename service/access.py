@@ -19,11 +19,24 @@ log = logging.getLogger("crimetag.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record, not as it was when the first app was built
+    (a host or test harness that redirects stderr later still gets every line)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def setup_logging() -> None:
     """Send crimetag's loggers to stderr, one line each, unless the host app configured them."""
     root = logging.getLogger("crimetag")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -13,6 +14,9 @@ from .config import limits
 from .errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+# Unknown keys are named in the error only when they look like field names: a key is client
+# data too, and an error message never carries request text.
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 
 def holder():
@@ -39,7 +43,7 @@ def json_body() -> dict:
         raise ApiError(413, "payload_too_large", f"the request body is over {lim.max_body_bytes} bytes")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
@@ -51,7 +55,10 @@ def parse_predict(body: dict, *, force_explain: bool = False) -> tuple[list[str]
     lim = limits(current_app.config)
     unknown = set(body) - {"text", "texts", "explain"}
     if unknown:
-        raise ApiError(400, "invalid_body", f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
+        named = sorted(k for k in unknown if _FIELD_NAME.match(k))[:10]
+        more = len(unknown) - len(named)
+        listed = ", ".join(named + ([f"{more} other(s)"] if more else []))
+        raise ApiError(400, "invalid_body", f"unknown field(s): {listed}; allowed: text, texts, explain")
     explain = body.get("explain", False)
     if not isinstance(explain, bool):
         raise InvalidInput("'explain' must be true or false", code="invalid_type")
@@ -106,6 +113,7 @@ def labels():
 def model_info():
     tagger = ready_tagger()
     meta = {k: v for k, v in tagger.metadata.items() if k != "signature"}
+    meta.setdefault("trained_at", meta.get("created"))  # SPEC 4 names the training time `trained_at`
     return jsonify(meta)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from model.errors import CrimetagError
 from model.text import Limits
 
 DEFAULTS = {
@@ -20,6 +21,12 @@ INT_KEYS = ("MAX_CHARS", "MAX_TEXTS", "MAX_BODY_BYTES")
 BOOL_KEYS = ("ACCESS_LOG", "METRICS_MULTIPROCESS")
 
 
+class ConfigError(CrimetagError, ValueError):
+    """A bad CRIMETAG_* value: one line from the CLI (a CrimetagError), still a ValueError to hosts."""
+
+    code = "invalid_config"
+
+
 def from_environ(environ=os.environ) -> dict:
     """CRIMETAG_<KEY> for each known key, converted to its type; a bad value is a clear error."""
     out = {}
@@ -33,7 +40,7 @@ def from_environ(environ=os.environ) -> dict:
                 if out[key] <= 0:
                     raise ValueError
             except ValueError:
-                raise ValueError(f"CRIMETAG_{key} must be a positive integer, got {raw!r}") from None
+                raise ConfigError(f"CRIMETAG_{key} must be a positive integer, got {raw!r}") from None
         elif key in BOOL_KEYS:
             out[key] = raw.strip().lower() in ("1", "true", "yes", "on")
         else:

@@ -57,7 +57,10 @@ def register(app: Flask) -> None:
         status = exc.code or 500
         messages = {400: "the request body is not valid JSON", 413: "the request body is too large",
                     405: "method not allowed for this endpoint", 404: "no such endpoint"}
-        return error_response(status, HTTP_CODES.get(status, "http_error"), messages.get(status, exc.name))
+        resp = error_response(status, HTTP_CODES.get(status, "http_error"), messages.get(status, exc.name))
+        if getattr(exc, "valid_methods", None):  # a 405 must say which methods the endpoint allows
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -78,10 +78,12 @@ def document(config) -> dict:
                 "PredictRequest": {
                     "type": "object", "additionalProperties": False,
                     "description": "Exactly one of `text` or `texts`.",
+                    "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],
                     "properties": {
-                        "text": {"type": "string", "minLength": 1, "maxLength": max_chars},
+                        "text": {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": "\\S",
+                                 "description": "At least one non-whitespace character."},
                         "texts": {"type": "array", "minItems": 1, "maxItems": max_texts,
-                                  "items": {"type": "string", "minLength": 1, "maxLength": max_chars}},
+                                  "items": {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": "\\S"}},
                         "explain": {"type": "boolean", "default": False}}},
                 "Evidence": {"type": "object", "required": ["text", "start", "end", "weight"], "properties": {
                     "text": {"type": "string"}, "start": {"type": "integer", "minimum": 0},
@@ -102,8 +104,10 @@ def document(config) -> dict:
                                "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                               "description": {"type": "string"},
                                               "threshold": {"type": "number", "minimum": 0, "maximum": 1}}}}}},
-                "ModelMetadata": {"type": "object", "required": ["version", "created", "labels", "libraries", "metrics"],
+                "ModelMetadata": {"type": "object",
+                                  "required": ["version", "created", "trained_at", "labels", "libraries", "metrics"],
                                   "properties": {"version": {"type": "string"}, "created": {"type": "string"},
+                                                 "trained_at": {"type": "string", "format": "date-time"},
                                                  "profile": {"type": "string"},
                                                  "data": {"type": "object"}, "metrics": {"type": "object"},
                                                  "libraries": {"type": "object"},

