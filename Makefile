@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "crimetag needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,accurate]'
 	@touch $@
 
 serve: install
@@ -25,8 +25,31 @@ serve: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (figures in bench/README.md): fastText is a benchmark-only dependency.
+BENCH_OUT ?= bench/out
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/gva.py --keep-store $(BENCH_OUT)/store --out $(BENCH_OUT)
+	$(BIN)/python bench/http.py --model-dir $(BENCH_OUT)/store --out $(BENCH_OUT)
+	$(BIN)/python bench/memory.py --model-dir $(BENCH_OUT)/store --out $(BENCH_OUT)
+	$(BIN)/python bench/scaling.py --out $(BENCH_OUT)
+
+bench-smoke: install
+	$(BIN)/python -m pytest -q tests/test_bench_smoke.py
+
 corpus-check: install
 	$(BIN)/python -m training.corpus_check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+
+# Reliability: fault injection, model signing and a soak under load (results in docs/RELIABILITY.md).
+# Every script prints its table; the target fails if any check in any script failed.
+SOAK_DURATION ?= 60
+SOAK_CONNECTIONS ?= 32
+reliability: install
+	@status=0; \
+	$(BIN)/python reliability/faults.py || status=1; \
+	$(BIN)/python reliability/signing.py || status=1; \
+	$(BIN)/python reliability/soak.py --duration $(SOAK_DURATION) --connections $(SOAK_CONNECTIONS) || status=1; \
+	exit $$status
