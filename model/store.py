@@ -227,7 +227,7 @@ class ModelStore:
             meta = json.loads(raw)
             if not isinstance(meta, dict):
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise IntegrityError(f"{vdir / META_FILE} is corrupt (not a JSON object); refusing to load model {version}") from None
         if meta.get("format") != FORMAT_VERSION:
             raise IncompatibleModel(f"model {version} has format {meta.get('format')!r}; this crimetag reads format {FORMAT_VERSION}",
@@ -236,7 +236,8 @@ class ModelStore:
             sig = meta.get("signature")
             if not isinstance(sig, str) or not hmac.compare_digest(sig, sign(meta, self.signing_key)):
                 raise IntegrityError(f"model {version} is {'unsigned' if not sig else 'wrongly signed'} for CRIMETAG_SIGNING_KEY; refusing to load it")
-        built = (meta.get("libraries") or {}).get("scikit-learn", "?")
+        libraries = meta.get("libraries")
+        built = libraries.get("scikit-learn", "?") if isinstance(libraries, dict) else "?"
         here = library_versions()["scikit-learn"]
         if _minor(str(built)) != _minor(here):
             raise IncompatibleModel(

@@ -124,9 +124,10 @@ def require_admin() -> None:
         raise ApiError(404, "admin_disabled", "admin endpoints are disabled: set CRIMETAG_ADMIN_TOKEN")
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
+    given = given.strip()
     if scheme.lower() != "bearer" or not given:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <admin token>")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not hmac.compare_digest(given.encode(), token.encode()):
         raise ApiError(403, "forbidden", "the admin token is not valid")
 
 

@@ -5,6 +5,7 @@ prometheus multiprocess files) is set up before prometheus_client reads its envi
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -106,4 +107,8 @@ def _run(host, port, workers, model_dir, runtime, extra_config):
     if "control_socket" in Config().settings:  # gunicorn >= 25.1: one per server, not ~/.gunicorn/ shared by all
         options["control_socket"] = os.path.join(runtime, "gunicorn.ctl")
     sys.argv = sys.argv[:1]  # gunicorn must not parse crimetag's own options
+    # Move what the master loaded out of the collector's reach, so workers' collections do not
+    # write to (and so un-share) the model's pages after fork.
+    gc.collect()
+    gc.freeze()
     _Gunicorn(app, options).run()

@@ -46,7 +46,7 @@ def _progress(quiet: bool):
     return lambda msg: click.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
 
 
-model_dir_option = click.option("--model-dir", envvar="CRIMETAG_MODEL_DIR", type=click.Path(file_okay=False),
+model_dir_option = click.option("--model-dir", envvar="CRIMETAG_MODEL_DIR", type=str,
                                 help="Model store (env CRIMETAG_MODEL_DIR; default ~/.local/share/crimetag/models).")
 
 

@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -12,6 +13,7 @@ from typing import Iterable, Iterator
 from model.errors import DataError, Problem
 
 MAX_PROBLEMS_KEPT = 1000
+_LABEL_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 csv.field_size_limit(64 * 1024 * 1024)
 
 
@@ -61,7 +63,9 @@ def _check_labels(values: Iterable, known: set[str]) -> list[str]:
         if not v:
             continue
         if v not in known:
-            raise _Row(f"unknown label {v!r} (not in the taxonomy)")
+            # Name the label only when it looks like an id: a misplaced text must not be echoed.
+            shown = repr(v) if _LABEL_ID.match(v) else "(not a label id: is there text in the labels column?)"
+            raise _Row(f"unknown label {shown} (not in the taxonomy)")
         if v not in out:
             out.append(v)
     return out
@@ -83,6 +87,9 @@ def _jsonl_rows(raw: bytes, known: set[str]) -> Iterator[tuple[int, object]]:
             obj = json.loads(s)
         except json.JSONDecodeError as exc:
             yield n, f"not valid JSON: {exc.msg} (column {exc.colno})"
+            continue
+        except (ValueError, RecursionError):  # a number too long to convert, or nesting too deep
+            yield n, "not valid JSON: a value is too long or nested too deeply"
             continue
         try:
             if not isinstance(obj, dict):
@@ -110,8 +117,9 @@ def _csv_rows(raw: bytes, known: set[str], source: str) -> Iterator[tuple[int, o
     names = [h.strip().lower() for h in header]
     missing = [c for c in ("text", "labels") if c not in names]
     if missing:
+        # The header is not echoed: in a file without one, the first row is somebody's text.
         raise DataError([Problem(source, 1, f"missing column {', '.join(repr(m) for m in missing)} "
-                                            f"(header has: {', '.join(header) or 'nothing'})")])
+                                            f"(the first line must be a header naming 'text' and 'labels')")])
     ti, li = names.index("text"), names.index("labels")
     start = reader.line_num + 1
     while True:

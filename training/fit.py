@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
-from model.errors import InvalidInput
+from model.errors import DataError, InvalidInput, Problem
 from model.calibration import apply_platt, best_thresholds, calibration_report, fit_platt
 from model.labels import Taxonomy, load_taxonomy
 from model.pipeline import DEFAULT_PARAMS, build_pipeline
@@ -82,7 +82,15 @@ def fit(data: Dataset, taxonomy: Taxonomy, *, seed: int = 0, cv_folds: int = 5, 
     t0 = time.perf_counter()
     say(f"features: fitting TF-IDF on {len(data)} texts")
     pipe = build_pipeline(seed=seed, params={**p, "C": grid[0]}, n_jobs=jobs)
-    X = pipe.named_steps["features"].fit_transform(data.texts)
+    folds = max(2, min(cv_folds, len(data)))
+    if len(data) < 2 * folds:
+        raise DataError([Problem(", ".join(sorted({s.rsplit(":", 1)[0] for s in data.sources})), 0,
+                                 f"{len(data)} valid row(s): too few to cross-validate ({2 * folds} needed)")])
+    try:
+        X = pipe.named_steps["features"].fit_transform(data.texts)
+    except ValueError:  # scikit-learn: empty vocabulary, or min_df above the number of texts
+        raise DataError([Problem(", ".join(sorted({s.rsplit(":", 1)[0] for s in data.sources})), 0,
+                                 "no words to learn from: too few texts share a word")]) from None
     timings = {"features_s": time.perf_counter() - t0}
     embedding = None
     if embedder is not None:
@@ -91,7 +99,6 @@ def fit(data: Dataset, taxonomy: Taxonomy, *, seed: int = 0, cv_folds: int = 5, 
         embedding = {"identity": embedder.identity(), "path": embedding_path, "scale": float(p["embedding_scale"])}
         X = sp.hstack([X, sp.csr_matrix(embedder.embed(data.texts) * embedding["scale"])], format="csr")
         timings["embedding_s"] = time.perf_counter() - t0
-    folds = max(2, min(cv_folds, len(data)))
     t1 = time.perf_counter()
     results = {}
     with warnings.catch_warnings():
