@@ -118,7 +118,7 @@ def main(argv=None) -> int:
             point = train_child(data, args.data / "labels.json", work / f"store-{n}", args.cv_folds,
                                 args.timeout, work / f"train-{n}.log")
             points.append({"rows": n, "crimetag_code_digest": digest, **point})
-            harness.say(f"{n} rows: {point['wall_s']:.1f} s wall, {point['peak_rss_mib']:.0f} MiB peak")
+            harness.say(f"{n} rows: {json.dumps(points[-1])}")  # kept in the log if a later size dies
             data.unlink(missing_ok=True)
     load["after"] = os.getloadavg()
     grow = growth(points)
