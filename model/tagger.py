@@ -24,10 +24,9 @@ TOKEN_CACHE_SIZE = 200_000
 
 @dataclass
 class _Block:
-    """One fitted TF-IDF block: vocabulary, idf and its column offset in the stacked matrix."""
+    """One fitted TF-IDF block: its vocabulary and its column offset in the stacked matrix."""
 
     vocab: dict
-    idf: np.ndarray
     offset: int
 
 
@@ -48,8 +47,8 @@ class Tagger:
 
     def __post_init__(self):
         word, char = (self.pipeline.named_steps["features"].transformer_list[i][1] for i in (0, 1))
-        self._word = _Block(word.vocabulary_, word.idf_, 0)
-        self._char = _Block(char.vocabulary_, char.idf_, len(word.vocabulary_))
+        self._word = _Block(word.vocabulary_, 0)
+        self._char = _Block(char.vocabulary_, len(word.vocabulary_))
         self._n_tfidf = len(word.vocabulary_) + len(char.vocabulary_)
         n_embed = self.embedding["identity"]["dimension"] if self.embedding else 0
         if self.embedding and self.embedder is None:

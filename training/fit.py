@@ -83,14 +83,13 @@ def fit(data: Dataset, taxonomy: Taxonomy, *, seed: int = 0, cv_folds: int = 5, 
     say(f"features: fitting TF-IDF on {len(data)} texts")
     pipe = build_pipeline(seed=seed, params={**p, "C": grid[0]}, n_jobs=jobs)
     folds = max(2, min(cv_folds, len(data)))
+    files = ", ".join(sorted({s.rsplit(":", 1)[0] for s in data.sources}))
     if len(data) < 2 * folds:
-        raise DataError([Problem(", ".join(sorted({s.rsplit(":", 1)[0] for s in data.sources})), 0,
-                                 f"{len(data)} valid row(s): too few to cross-validate ({2 * folds} needed)")])
+        raise DataError([Problem(files, 0, f"{len(data)} valid row(s): too few to cross-validate ({2 * folds} needed)")])
     try:
         X = pipe.named_steps["features"].fit_transform(data.texts)
     except ValueError:  # scikit-learn: empty vocabulary, or min_df above the number of texts
-        raise DataError([Problem(", ".join(sorted({s.rsplit(":", 1)[0] for s in data.sources})), 0,
-                                 "no words to learn from: too few texts share a word")]) from None
+        raise DataError([Problem(files, 0, "no words to learn from: too few texts share a word")]) from None
     timings = {"features_s": time.perf_counter() - t0}
     embedding = None
     if embedder is not None:
