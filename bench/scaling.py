@@ -76,20 +76,20 @@ def growth(points: list[dict]) -> list[dict]:
         row = {"from_rows": a["rows"], "to_rows": b["rows"]}
         for key in ("wall_s", "cpu_s", "peak_rss_mib", "peak_tree_pss_mib"):
             row[key] = per_doubling(a["rows"], b["rows"], a[key], b[key])
-        for key in ("features_s", "cv_s", "final_fit_s"):
+        for key in ("features_s", "calibration_s", "final_fit_s"):
             row[key] = per_doubling(a["rows"], b["rows"], a["timings"][key], b["timings"][key])
         out.append(row)
     return out
 
 
 def table(points: list[dict], grow: list[dict]) -> str:
-    rows = [[p["rows"], p["wall_s"], p["cpu_s"], p["timings"]["features_s"], p["timings"]["cv_s"],
+    rows = [[p["rows"], p["wall_s"], p["cpu_s"], p["timings"]["features_s"], p["timings"]["calibration_s"],
              p["timings"]["final_fit_s"], p["peak_rss_mib"], p["peak_tree_pss_mib"]] for p in points]
     a = harness.markdown_table(["rows", "wall s", "CPU s", "features s", "CV s", "final fit s",
                                 "peak RSS MiB (largest process)", "peak PSS MiB (all processes)"], rows)
     b = harness.markdown_table(
         ["rows", "wall x per doubling", "CPU x", "features x", "CV x", "final fit x", "peak RSS x", "peak PSS x"],
-        [[f"{g['from_rows']} -> {g['to_rows']}", g["wall_s"], g["cpu_s"], g["features_s"], g["cv_s"],
+        [[f"{g['from_rows']} -> {g['to_rows']}", g["wall_s"], g["cpu_s"], g["features_s"], g["calibration_s"],
           g["final_fit_s"], g["peak_rss_mib"], g["peak_tree_pss_mib"]] for g in grow])
     return a + "\n\n" + b + "\n\n(x per doubling: 2.0 is linear; CV and final fit are the classifier fits)"
 

@@ -1,13 +1,18 @@
 """The model store: immutable versions, an atomic `current` pointer, verified loading.
 
 Layout under the store root:
-    versions/<version>/model.joblib     the fitted pipeline, calibration and thresholds
+    versions/<version>/model.joblib     the fitted scikit-learn pipeline, calibration and thresholds
+    versions/<version>/scorer.npz       the same model as arrays: idf, stacked weights, calibration
+    versions/<version>/scorer.json      its vocabularies (word index tokens, character n-grams), taxonomy
     versions/<version>/metadata.json    version, labels, thresholds, digests, metrics, libraries
     CURRENT                             the current version's name (replaced atomically)
     .tmp/                               versions being written; renamed into versions/ when whole
 
-Nothing is unpickled before the model file's SHA-256 (and, with a signing key, the HMAC of the
-metadata) has been checked: joblib loading runs code, so only files this tool wrote are loaded.
+Scoring loads only the scorer files (`numpy.load` without pickle, and JSON): no scikit-learn, so
+`crimetag predict` starts in a tenth of a second. Every file's SHA-256 (and, with a signing key,
+the HMAC of the metadata) is checked before anything is read, and the pipeline is unpickled only
+on request (`load(with_pipeline=True)`): joblib loading runs code, so only files this tool wrote
+are loaded.
 """
 from __future__ import annotations
 
@@ -22,14 +27,18 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import joblib
+import numpy as np
 
 from .errors import IncompatibleModel, IntegrityError, ModelNotFound, StoreError
 from .labels import Taxonomy
 from .tagger import Tagger
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_FILE, META_FILE, CURRENT = "model.joblib", "metadata.json", "CURRENT"
+ARRAYS_FILE, SCORER_FILE = "scorer.npz", "scorer.json"
+MODEL_FILES = (MODEL_FILE, ARRAYS_FILE, SCORER_FILE)
+ARRAYS = ("idf", "W", "b", "calibration", "thresholds")
+INDEX_ARRAYS = ("uni_col", "pair_keys", "pair_cols")
 STALE_TMP_SECONDS = 24 * 3600
 
 
@@ -41,16 +50,27 @@ def default_model_dir() -> str:
     return os.path.join(base, "crimetag", "models")
 
 
-def library_versions() -> dict:
-    """Versions recorded with every model; scikit-learn's decides whether it can be loaded."""
+_VERSIONS: dict = {}
+LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib")
+
+
+def library_versions(only: str | None = None) -> dict:
+    """Versions recorded with every model; scikit-learn's decides whether it can be loaded.
+
+    Read from the installed distributions' metadata (and cached), so checking a model imports
+    nothing; `only` looks up one distribution, which is all loading needs.
+    """
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
-    import numpy
-    import scipy
-    import sklearn
-
-    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-            "numpy": numpy.__version__, "scipy": scipy.__version__, "joblib": joblib.__version__}
+    _VERSIONS.setdefault("python", platform.python_version())
+    for dist in (only,) if only else LIBRARIES:
+        if dist not in _VERSIONS:
+            try:
+                _VERSIONS[dist] = version(dist)
+            except PackageNotFoundError:
+                _VERSIONS[dist] = "absent"
+    return dict(_VERSIONS)
 
 
 def sha256_file(path: Path) -> str:
@@ -101,6 +121,8 @@ class ModelStore:
     # -- writing ------------------------------------------------------------------------------
     def save(self, tagger: Tagger, metadata: dict, *, make_current: bool = True) -> str:
         """Write a new immutable version and (by default) make it current; returns its name."""
+        if tagger.pipeline is None:
+            raise ValueError("a tagger loaded without its pipeline cannot be saved: load it with_pipeline=True")
         tmp_root = self.root / ".tmp"
         try:
             self.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -111,19 +133,32 @@ class ModelStore:
         except OSError as exc:
             raise StoreError(f"cannot write to model store {self.root}: {exc.strerror or exc}") from None
         try:
+            import joblib
+
             artifact = {"format": FORMAT_VERSION, "pipeline": tagger.pipeline,
                         "calibration": tagger.calibration, "thresholds": tagger.thresholds,
                         "taxonomy": tagger.taxonomy.to_records(), "embedding": tagger.embedding}
             joblib.dump(artifact, tmp / MODEL_FILE)
             with open(tmp / MODEL_FILE, "rb+") as fh:
                 os.fsync(fh.fileno())
-            digest = sha256_file(tmp / MODEL_FILE)
+            with open(tmp / ARRAYS_FILE, "wb") as fh:
+                np.savez(fh, **{name: getattr(tagger, name) for name in ARRAYS},
+                         **{name: tagger.index[name] for name in INDEX_ARRAYS})
+                fh.flush()
+                os.fsync(fh.fileno())
+            scorer = {"format": FORMAT_VERSION, "taxonomy": tagger.taxonomy.to_records(),
+                      "char_terms": tagger.char_terms,
+                      "index_tokens": tagger.index["tokens"],
+                      "embedding": tagger.embedding}
+            _write_file(tmp / SCORER_FILE, json.dumps(scorer, ensure_ascii=False).encode("utf-8"))
+            files = {name: sha256_file(tmp / name) for name in MODEL_FILES}
+            digest = files[MODEL_FILE]
             now = datetime.now(timezone.utc)
             base = f"{now:%Y%m%d-%H%M%S}-{digest[:8]}"
             for attempt in range(100):
                 version = base if attempt == 0 else f"{base}-{attempt}"
                 meta = {**metadata, "version": version, "created": now.isoformat(timespec="seconds"),
-                        "format": FORMAT_VERSION, "model_sha256": digest,
+                        "format": FORMAT_VERSION, "model_sha256": digest, "files": files,
                         "labels": [{**rec, "threshold": float(t)} for rec, t in
                                    zip(tagger.taxonomy.to_records(), tagger.thresholds)],
                         "libraries": library_versions()}
@@ -238,7 +273,7 @@ class ModelStore:
                 raise IntegrityError(f"model {version} is {'unsigned' if not sig else 'wrongly signed'} for CRIMETAG_SIGNING_KEY; refusing to load it")
         libraries = meta.get("libraries")
         built = libraries.get("scikit-learn", "?") if isinstance(libraries, dict) else "?"
-        here = library_versions()["scikit-learn"]
+        here = library_versions(only="scikit-learn")["scikit-learn"]
         if _minor(str(built)) != _minor(here):
             raise IncompatibleModel(
                 f"model {version} was built with scikit-learn {built}; this installation has {here}",
@@ -248,35 +283,58 @@ class ModelStore:
         return meta
 
     def _verify_digest(self, vdir: Path, meta: dict, version: str) -> None:
-        try:
-            actual = sha256_file(vdir / MODEL_FILE)
-        except FileNotFoundError:
-            raise IntegrityError(f"model {version} has no {MODEL_FILE}; refusing to load it") from None
-        except OSError as exc:
-            raise StoreError(f"cannot read {vdir / MODEL_FILE}: {exc.strerror or exc}") from None
-        if not isinstance(meta.get("model_sha256"), str) or not hmac.compare_digest(actual, meta["model_sha256"]):
-            raise IntegrityError(f"model {version}: {MODEL_FILE} does not match its recorded SHA-256; refusing to unpickle it")
+        """Check every file of the version against the digest recorded when it was written."""
+        files = meta.get("files")
+        if not isinstance(files, dict) or set(files) != set(MODEL_FILES) or files.get(MODEL_FILE) != meta.get("model_sha256"):
+            raise IntegrityError(f"model {version}: {META_FILE} does not list the digests of {', '.join(MODEL_FILES)}; refusing to load it")
+        for name in MODEL_FILES:
+            try:
+                actual = sha256_file(vdir / name)
+            except FileNotFoundError:
+                raise IntegrityError(f"model {version} has no {name}; refusing to load it") from None
+            except OSError as exc:
+                raise StoreError(f"cannot read {vdir / name}: {exc.strerror or exc}") from None
+            if not isinstance(files[name], str) or not hmac.compare_digest(actual, files[name]):
+                raise IntegrityError(f"model {version}: {name} does not match its recorded SHA-256; refusing to load it")
 
-    def load(self, version: str | None = None) -> Tagger:
-        """Load a version (default: current) after checking its digest, signature and libraries."""
+    def load(self, version: str | None = None, *, with_pipeline: bool = False) -> Tagger:
+        """Load a version (default: current) after checking its digests, signature and libraries.
+
+        Scoring needs only the arrays; `with_pipeline` also unpickles the scikit-learn pipeline
+        (for tests that compare the two, and for users who want the estimator).
+        """
         version = version or self.current_version()
         meta = self.read_metadata(version, verify_model=True)
+        vdir = self._version_dir(version)
         try:
-            artifact = joblib.load(self._version_dir(version) / MODEL_FILE)
-        except Exception as exc:  # a digest-verified file should load; anything else is corruption
+            spec = json.loads((vdir / SCORER_FILE).read_bytes())
+            with np.load(vdir / ARRAYS_FILE, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in ARRAYS}
+                index = {"tokens": spec["index_tokens"], **{name: npz[name] for name in INDEX_ARRAYS}}
+            taxonomy = Taxonomy.from_records(spec["taxonomy"])
+            embedding = spec.get("embedding")
+            pipeline = None
+            if with_pipeline:
+                import joblib
+
+                artifact = joblib.load(vdir / MODEL_FILE)
+                if not isinstance(artifact, dict) or artifact.get("format") != FORMAT_VERSION:
+                    raise ValueError("not a crimetag model")
+                pipeline = artifact["pipeline"]
+        except Exception as exc:  # digest-verified files should load; anything else is corruption
             raise IntegrityError(f"model {version} could not be read: {type(exc).__name__}") from None
-        if not isinstance(artifact, dict) or artifact.get("format") != FORMAT_VERSION:
-            raise IntegrityError(f"model {version} is not a crimetag model")
-        taxonomy = Taxonomy.from_records(artifact["taxonomy"])
-        embedding, embedder = artifact.get("embedding"), None
+        embedder = None
         if embedding:
             from .embeddings import load_embedder
 
             # Refuses an encoder whose files differ from the one this model was trained with.
             embedder = load_embedder(embedding.get("path"), expected=embedding["identity"])
-        return Tagger(taxonomy=taxonomy, pipeline=artifact["pipeline"], calibration=artifact["calibration"],
-                      thresholds=artifact["thresholds"], version=version, metadata=meta,
-                      embedding=embedding, embedder=embedder)
+        try:
+            return Tagger(taxonomy=taxonomy, word_terms=None, char_terms=spec["char_terms"],
+                          version=version, metadata=meta, embedding=embedding, embedder=embedder,
+                          pipeline=pipeline, index=index, **arrays)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"model {version} is not a crimetag model ({type(exc).__name__})") from None
 
     def _version_dir(self, version: str) -> Path:
         if not version or "/" in version or version.startswith("."):

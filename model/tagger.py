@@ -1,41 +1,79 @@
 """A loaded model: scores texts with a fast path equal to the scikit-learn pipeline, and explains them.
 
-The fast path tokenises each text once, looks features up in the fitted vocabularies, builds
-one sparse matrix per batch and takes one product with the stacked per-label weights: the same
-numbers as `pipeline.decision_function` without scikit-learn's per-call overhead.
+A tagger is plain arrays (the vocabularies in column order, idf, the per-label coefficients
+stacked into one matrix, calibration, thresholds), so scoring needs neither scikit-learn nor
+scipy: each text is tokenised once into feature columns, a batch's term counts come from one
+sort, and its scores from one gather-and-sum of weight rows. The numbers equal
+`pipeline.decision_function` (tests hold them to 1e-9).
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
-import scipy.sparse as sp
 
-from .calibration import apply_platt
 from .labels import Taxonomy
-from .pipeline import linear_weights
 from .text import token_char_ngrams, tokens, tokens_with_spans
 
 EVIDENCE_PER_LABEL = 5
 TOKEN_CACHE_SIZE = 200_000
+SCORE_DECIMALS = 6
 
 
-@dataclass
-class _Block:
-    """One fitted TF-IDF block: its vocabulary and its column offset in the stacked matrix."""
+def word_index(terms: list[str]) -> dict:
+    """The word vocabulary as token ids, for scoring a batch with array operations.
 
-    vocab: dict
-    offset: int
+    Every string a unigram or either side of a bigram can be gets a token id; `uni_col[id]` is
+    its unigram column (or -1) and `pair_keys` (sorted, id_a * n_tokens + id_b) map to
+    `pair_cols`. A term is split at each of its spaces, so a token that itself holds a space
+    (NFKC of a few ligatures) still finds its bigrams, exactly as the string lookup would.
+    """
+    ids: dict[str, int] = {}
+    uni: list[tuple[int, int]] = []
+    pairs: list[tuple[int, int, int]] = []
+    for col, term in enumerate(terms):
+        uni.append((ids.setdefault(term, len(ids)), col))
+        i = term.find(" ")
+        while i != -1:
+            pairs.append((ids.setdefault(term[:i], len(ids)), ids.setdefault(term[i + 1:], len(ids)), col))
+            i = term.find(" ", i + 1)
+    n = len(ids)
+    uni_col = np.full(n, -1, dtype=np.int64)
+    if uni:
+        t, c = np.array(uni, dtype=np.int64).T
+        uni_col[t] = c
+    p = np.array(pairs, dtype=np.int64).reshape(-1, 3)
+    keys = p[:, 0] * n + p[:, 1]
+    order = np.argsort(keys, kind="stable")
+    return {"tokens": list(ids), "uni_col": uni_col, "pair_keys": keys[order], "pair_cols": p[order, 2]}
+
+
+def _terms(vocabulary: dict) -> list[str]:
+    """A fitted vocabulary as its terms in column order."""
+    terms = [""] * len(vocabulary)
+    for term, j in vocabulary.items():
+        terms[j] = term
+    return terms
 
 
 @dataclass
 class Tagger:
-    """A trained model ready to score: taxonomy, weights, calibration and thresholds."""
+    """A trained model ready to score: taxonomy, vocabularies, weights, calibration, thresholds.
+
+    `char_terms` is empty for a word-only model. `W` has one row per TF-IDF column (word block,
+    then character block), then one per sentence-embedding dimension for the accurate profile.
+    The word vocabulary is given as `word_terms` (in column order) or as its `index`.
+    """
 
     taxonomy: Taxonomy
-    pipeline: object
+    word_terms: list | None
+    char_terms: list
+    idf: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
     calibration: np.ndarray
     thresholds: np.ndarray
     version: str = "unsaved"
@@ -44,180 +82,243 @@ class Tagger:
     # vectors follow the TF-IDF columns, and the loaded encoder itself.
     embedding: dict | None = None
     embedder: object = None
+    # The fitted scikit-learn pipeline, when the tagger was just fitted or loaded with it.
+    pipeline: object = None
+    # `word_index(word_terms)`, stored with the model so loading need not rebuild it.
+    index: dict | None = None
 
     def __post_init__(self):
-        word, char = (self.pipeline.named_steps["features"].transformer_list[i][1] for i in (0, 1))
-        self._word = _Block(word.vocabulary_, 0)
-        self._char = _Block(char.vocabulary_, len(word.vocabulary_))
-        self._n_tfidf = len(word.vocabulary_) + len(char.vocabulary_)
-        n_embed = self.embedding["identity"]["dimension"] if self.embedding else 0
         if self.embedding and self.embedder is None:
             raise ValueError("an accurate-profile model needs its embedder")
-        self._idf = np.concatenate([word.idf_, char.idf_])
-        W, self._b = linear_weights(self.pipeline.named_steps["clf"], self._n_tfidf + n_embed)
-        self._W, self._W_embed = W[: self._n_tfidf], W[self._n_tfidf:]
-        self._token_cache: dict[str, list[tuple[int, int]]] = {}
-        self.thresholds = np.asarray(self.thresholds, dtype=float)
-        self.calibration = np.asarray(self.calibration, dtype=float)
+        if self.word_terms is None and self.index is None:
+            raise ValueError("a tagger needs word_terms or their index")
+        self._word_vocab: dict | None = None
+        self._char = dict(zip(self.char_terms, range(len(self.char_terms))))
+        self._n_tfidf = len(self.idf)
+        self._char_offset = self._n_tfidf - len(self.char_terms)
+        self.idf = np.ascontiguousarray(self.idf, dtype=np.float64)
+        self.W = np.ascontiguousarray(self.W, dtype=np.float64)
+        self.b = np.asarray(self.b, dtype=np.float64)
+        if self.W.shape[0] < self._n_tfidf or len(self.idf) != self._n_tfidf:
+            raise ValueError("weights, idf and vocabularies disagree in size")
+        self._W_tfidf, self._W_embed = self.W[: self._n_tfidf], self.W[self._n_tfidf:]
+        self.thresholds = np.asarray(self.thresholds, dtype=np.float64)
+        self.calibration = np.asarray(self.calibration, dtype=np.float64)
+        self._token_cache: dict[str, list[int]] = {}
+        if self.index is None:
+            self.index = word_index(self.word_terms)
+        self._tid = dict(zip(self.index["tokens"], range(len(self.index["tokens"])))).get
+        self._uni_col, self._pair_keys, self._pair_cols = (
+            np.asarray(self.index[k], dtype=np.int64) for k in ("uni_col", "pair_keys", "pair_cols"))
+        # Platt scaling folded into tanh: p = 0.5 + 0.5 * tanh(d * a/2 + c/2).
+        self._half_a, self._half_c = 0.5 * self.calibration[:, 0], 0.5 * self.calibration[:, 1]
+        self._thresholds = self.thresholds.tolist()
 
-    # -- features -----------------------------------------------------------------------------
-    def _token_chars(self, tok: str) -> tuple[np.ndarray, np.ndarray]:
-        """Columns and counts of a token's unigram and character n-gram features, cached per token.
+    @property
+    def _word(self) -> dict:
+        """Word term -> column, for scoring one text and for explanations; built on first use."""
+        if self._word_vocab is None:
+            if self.word_terms is not None:
+                self._word_vocab = dict(zip(self.word_terms, range(len(self.word_terms))))
+            else:  # every term is also a whole token of the index, with its column as unigram
+                tids = np.flatnonzero(self._uni_col >= 0)
+                tokens_ = self.index["tokens"]
+                self._word_vocab = dict(zip([tokens_[t] for t in tids.tolist()], self._uni_col[tids].tolist()))
+        return self._word_vocab
 
-        Both are fixed for a token form, so a batch needs one cache lookup per distinct token.
-        """
-        entry = self._token_cache.get(tok)
-        if entry is None:
-            vocab, off = self._char.vocab, self._char.offset
-            counts: dict[int, int] = {}
-            j = self._word.vocab.get(tok)
-            if j is not None:
-                counts[j] = 1
-            for g in token_char_ngrams(tok):
-                j = vocab.get(g)
-                if j is not None:
-                    counts[j + off] = counts.get(j + off, 0) + 1
-            entry = (np.fromiter(counts.keys(), dtype=np.int64, count=len(counts)),
-                     np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-            if len(self._token_cache) >= TOKEN_CACHE_SIZE:
-                self._token_cache.clear()
-            self._token_cache[tok] = entry
-        return entry
+    def warm(self) -> "Tagger":
+        """Build what is otherwise built on first use (before a server forks, so workers share it)."""
+        self._word
+        return self
 
-    def _counts(self, texts: list[str]):
-        """(row, column, count) triples of raw term counts for a batch, duplicates not yet summed."""
-        wv = self._word.vocab
-        rows, cols, counts = [], [], []
-        for i, text in enumerate(texts):
-            toks = tokens(text)
-            wcols = [j for j in (wv.get(f"{a} {b}") for a, b in zip(toks, toks[1:])) if j is not None]
-            parts_c = [np.asarray(wcols, dtype=np.int64)]
-            parts_n = [np.ones(len(wcols))]
-            for t in toks:
-                c, n = self._token_chars(t)
-                parts_c.append(c)
-                parts_n.append(n)
-            c = np.concatenate(parts_c)
-            rows.append(np.full(len(c), i, dtype=np.int64))
-            cols.append(c)
-            counts.append(np.concatenate(parts_n))
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
-        return np.concatenate(rows), np.concatenate(cols), np.concatenate(counts)
+    @classmethod
+    def from_pipeline(cls, taxonomy: Taxonomy, pipeline, calibration, thresholds, *,
+                      embedding: dict | None = None, embedder=None, **kw) -> "Tagger":
+        """Fold a fitted pipeline's vocabularies, idf and per-label coefficients into arrays."""
+        blocks = dict(pipeline.named_steps["features"].transformer_list)
+        word, char = blocks["word"], blocks.get("char")
+        n_embed = embedding["identity"]["dimension"] if embedding else 0
+        idf = np.concatenate([word.idf_] + ([char.idf_] if char is not None else []))
+        W, b = linear_weights(pipeline.named_steps["clf"], len(idf) + n_embed)
+        return cls(taxonomy=taxonomy, word_terms=_terms(word.vocabulary_),  # index: built on init
+                   char_terms=_terms(char.vocabulary_) if char is not None else [], idf=idf, W=W, b=b,
+                   calibration=calibration, thresholds=thresholds, embedding=embedding, embedder=embedder,
+                   pipeline=pipeline, **kw)
 
-    def _tfidf(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, columns, values) of the TF-IDF matrix of `texts`, sorted by row then column.
-
-        Counts are summed per (text, column), turned into 1 + log(tf) times idf, and each text's
-        word and character blocks are L2-normalised separately, as the FeatureUnion does.
-        """
-        n_feat = self._W.shape[0]
-        rows, cols, counts = self._counts(texts)
-        uniq, inv = np.unique(rows * n_feat + cols, return_inverse=True)
-        tf = np.bincount(inv, weights=counts, minlength=len(uniq))
-        rows, cols = uniq // n_feat, uniq % n_feat
-        data = (np.log(tf) + 1.0) * self._idf[cols]
-        block = rows * 2 + (cols >= self._char.offset)
-        norms = np.sqrt(np.bincount(block, weights=data * data, minlength=2 * len(texts)))
-        data /= norms[block]
-        return rows, cols, data
-
-    def features(self, texts: list[str]) -> sp.csr_matrix:
-        """The TF-IDF matrix of `texts`, equal to the pipeline's feature step.
-
-        Python touches each token once (a dict lookup); the character n-grams of each distinct
-        token come from the cache as a sparse row, so a batch's counts are one sparse product.
-        """
-        n, n_feat = len(texts), self._W.shape[0]
-        wv = self._word.vocab
-        local: dict[str, int] = {}
-        occ_rows, occ_toks, big_rows, big_cols = [], [], [], []
-        for i, text in enumerate(texts):
-            toks = tokens(text)
-            for t in toks:
-                k = local.get(t)
-                if k is None:
-                    k = local[t] = len(local)
-                occ_rows.append(i)
-                occ_toks.append(k)
-            for a, b in zip(toks, toks[1:]):
-                j = wv.get(f"{a} {b}")
-                if j is not None:
-                    big_rows.append(i)
-                    big_cols.append(j)
-        # One row per distinct token: its unigram column (if any) and its character n-grams.
-        parts_c, parts_n, lengths = [], [], []
-        for t in local:
-            c, cnt = self._token_chars(t)
-            parts_c.append(c)
-            parts_n.append(cnt)
-            lengths.append(len(c))
-        tok_indptr = np.zeros(len(local) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=tok_indptr[1:])
-        per_token = sp.csr_matrix((np.concatenate(parts_n) if parts_n else np.zeros(0),
-                                   np.concatenate(parts_c) if parts_c else np.zeros(0, dtype=np.int64),
-                                   tok_indptr), shape=(len(local), n_feat))
-        occurrences = sp.csr_matrix((np.ones(len(occ_rows)), (occ_rows, occ_toks)), shape=(n, len(local)))
-        X = occurrences @ per_token
-        if big_rows:
-            X = X + sp.csr_matrix((np.ones(len(big_rows)), (big_rows, big_cols)), shape=(n, n_feat))
-        X = X.tocsr()
-        X.sum_duplicates()
-        rows = np.repeat(np.arange(n), np.diff(X.indptr))
-        data = (np.log(X.data) + 1.0) * self._idf[X.indices]
-        block = rows * 2 + (X.indices >= self._char.offset)
-        norms = np.sqrt(np.bincount(block, weights=data * data, minlength=2 * n))
-        X.data = data / norms[block]
-        return X
-
-    def _rows(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Column indices and tf-idf values of one text."""
-        _, cols, data = self._tfidf([text])
-        return cols, data
-
-    # -- scoring ------------------------------------------------------------------------------
     @property
     def profile(self) -> str:
         return "accurate" if self.embedding else "fast"
 
+    # -- features -----------------------------------------------------------------------------
+    def _token_chars(self, tok: str) -> list[int]:
+        """Columns of a token's character n-grams (repeats kept), cached: they are fixed per token form."""
+        cols = self._token_cache.get(tok)
+        if cols is None:
+            get, off = self._char.get, self._char_offset
+            cols = [j + off for j in map(get, token_char_ngrams(tok)) if j is not None]
+            if len(self._token_cache) >= TOKEN_CACHE_SIZE:
+                self._token_cache.clear()
+            self._token_cache[tok] = cols
+        return cols
+
+    def _columns(self, text: str) -> list[int]:
+        """The feature column of every word unigram, bigram and character n-gram of `text`, repeats kept."""
+        toks = tokens(text)
+        get = self._word.get
+        cols = [j for j in map(get, toks) if j is not None]
+        if len(toks) > 1:
+            cols += [j for j in map(get, map(" ".join, zip(toks, toks[1:]))) if j is not None]
+        if self._char:
+            for t in toks:
+                cols += self._token_chars(t)
+        return cols
+
+    def _normalise(self, rows: np.ndarray, cols: np.ndarray, tf: np.ndarray, n: int) -> np.ndarray:
+        """Sublinear tf times idf, each text's word and character blocks L2-normalised apart (as the FeatureUnion)."""
+        vals = (np.log(tf) + 1.0) * self.idf[cols]
+        block = rows * 2 + (cols >= self._char_offset) if self._char else rows
+        norms = np.sqrt(np.bincount(block, weights=vals * vals, minlength=2 * n if self._char else n))
+        vals /= norms[block]
+        return vals
+
+    def _one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and tf-idf values of one text: a dict count, cheaper than a sort for a few columns."""
+        counts = Counter(self._columns(text))
+        k = len(counts)
+        cols = np.fromiter(counts, dtype=np.int64, count=k)
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=k)
+        if self._char:
+            return cols, self._normalise(np.zeros(k, dtype=np.int64), cols, tf, 1)
+        vals = np.log(tf)
+        vals += 1.0
+        vals *= self.idf[cols]
+        if k:
+            vals /= math.sqrt(vals @ vals)
+        return cols, vals
+
+    def _batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, columns, values) of the TF-IDF matrix of `texts`, sorted by row then column.
+
+        Python only splits the texts and maps each token to its id; unigram and bigram columns
+        are then array lookups (bigrams by binary search of the sorted pair keys).
+        """
+        n = len(texts)
+        flat: list[str] = []
+        lengths = []
+        for text in texts:
+            toks = tokens(text)
+            flat += toks
+            lengths.append(len(toks))
+        tok_rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        tid = np.fromiter(map(self._tid, flat, repeat(-1)), dtype=np.int64, count=len(flat))
+        known = tid >= 0
+        uni = np.full(len(tid), -1, dtype=np.int64)
+        uni[known] = self._uni_col[tid[known]]
+        rows, cols = [tok_rows[uni >= 0]], [uni[uni >= 0]]
+        if len(tid) > 1 and len(self._pair_keys):
+            ok = known[:-1] & known[1:] & (tok_rows[:-1] == tok_rows[1:])
+            keys = tid[:-1][ok] * len(self._uni_col) + tid[1:][ok]
+            pos = np.minimum(np.searchsorted(self._pair_keys, keys), len(self._pair_keys) - 1)
+            hit = self._pair_keys[pos] == keys
+            rows.append(tok_rows[:-1][ok][hit])
+            cols.append(self._pair_cols[pos[hit]])
+        if self._char:
+            char_cols: list[int] = []
+            char_lengths = []
+            for t in flat:
+                c = self._token_chars(t)
+                char_cols += c
+                char_lengths.append(len(c))
+            rows.append(np.repeat(tok_rows, char_lengths))
+            cols.append(np.array(char_cols, dtype=np.int64))
+        n_feat = max(self._n_tfidf, 1)
+        keys, tf = np.unique(np.concatenate(rows) * n_feat + np.concatenate(cols), return_counts=True)
+        rows, cols = np.divmod(keys, n_feat)
+        return rows, cols, self._normalise(rows, cols, tf, n)
+
+    def features(self, texts: list[str]):
+        """The TF-IDF matrix of `texts` as a scipy CSR matrix (for inspection and tests)."""
+        import scipy.sparse as sp
+
+        rows, cols, vals = self._batch(texts)
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(texts), self._n_tfidf))
+
+    # -- scoring ------------------------------------------------------------------------------
     def embed(self, texts: list[str]) -> np.ndarray:
         """The scaled sentence-embedding columns of `texts` (accurate profile only)."""
         return self.embedder.embed(texts) * self.embedding["scale"]
 
     def decision(self, texts: list[str]) -> np.ndarray:
         """Raw per-label decision values, shape (n, n_labels)."""
-        if len(texts) == 1:  # one text: gather the rows of W it touches, skip scipy's overhead
-            cols, vals = self._rows(texts[0])
-            d = (vals @ self._W[cols] + self._b)[None, :]
+        if len(texts) == 1:
+            cols, vals = self._one(texts[0])
+            d = (vals @ self._W_tfidf[cols] + self.b)[None, :]
         else:
-            d = np.asarray(self.features(texts) @ self._W) + self._b
+            rows, cols, vals = self._batch(texts)
+            d = np.tile(self.b, (len(texts), 1))
+            if len(rows):
+                starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+                d[rows[starts]] += np.add.reduceat(self._W_tfidf[cols] * vals[:, None], starts, axis=0)
         if self.embedding:
             d = d + self.embed(texts) @ self._W_embed
         return d
 
+    def _platt(self, d: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of decision values (`calibration.apply_platt`, folded into tanh)."""
+        p = np.tanh(d * self._half_a + self._half_c)
+        p *= 0.5
+        p += 0.5
+        return p
+
     def scores(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities, shape (n, n_labels)."""
-        return apply_platt(self.decision(texts), self.calibration)
+        return self._platt(self.decision(texts))
+
+    def ranked(self, P: np.ndarray) -> list[list[int]]:
+        """Per row of probabilities, the label indices at or above their threshold, highest first."""
+        hits: list[list[int]] = [[] for _ in range(len(P))]
+        r, c = np.nonzero(P >= self.thresholds)
+        order = np.lexsort((c, -P[r, c], r))  # by row, then score descending, ties in taxonomy order
+        for i, j in zip(r[order].tolist(), c[order].tolist()):
+            hits[i].append(j)
+        return hits
 
     def predict(self, texts: list[str], *, explain: bool = False) -> list[dict]:
-        """One API-shaped result per text: labels at or above their threshold, all scores."""
+        """One API-shaped result per text: labels at or above their threshold (highest first), all scores.
+
+        Scores are rounded to 6 decimals once for the whole batch; the labels are chosen on the
+        unrounded probabilities.
+        """
+        if len(texts) == 1:
+            return [self._predict_one(texts[0], explain)]
         if not texts:
             return []
-        P = apply_platt(self.decision(texts), self.calibration)
+        P = self.scores(texts)
+        rounded = (np.rint(P * 10 ** SCORE_DECIMALS) / 10 ** SCORE_DECIMALS).tolist()
+        return [self._result(text, row, js, explain) for text, row, js in zip(texts, rounded, self.ranked(P))]
+
+    def _predict_one(self, text: str, explain: bool) -> dict:
+        """`predict` for one text with the fewest array operations (the API's common case)."""
+        cols, vals = self._one(text)
+        d = vals @ self._W_tfidf[cols] + self.b
+        if self.embedding:
+            d = d + self.embed([text])[0] @ self._W_embed
+        p = self._platt(d)
+        probs = p.tolist()
+        js = [j for j, x, t in zip(range(len(probs)), probs, self._thresholds) if x >= t]
+        if len(js) > 1:
+            js.sort(key=lambda j: -probs[j])  # stable: ties keep taxonomy order
+        return self._result(text, (np.rint(p * 10 ** SCORE_DECIMALS) / 10 ** SCORE_DECIMALS).tolist(), js,
+                            explain, (cols, vals))
+
+    def _result(self, text: str, row: list, js: list[int], explain: bool, features=None) -> dict:
         ids = self.taxonomy.ids
-        out = []
-        for i, text in enumerate(texts):
-            p = P[i]
-            hit = np.flatnonzero(p >= self.thresholds)
-            hit = hit[np.argsort(-p[hit], kind="mergesort")]
-            labels = [{"label": ids[j], "score": round(float(p[j]), 6)} for j in hit]
-            if explain and labels:
-                cols, vals = self._rows(text)
-                for entry, j in zip(labels, hit):
-                    entry["evidence"] = self._evidence(text, cols, vals, j)
-            out.append({"model_version": self.version, "labels": labels,
-                        "scores": {ids[j]: round(float(p[j]), 6) for j in range(len(ids))}})
-        return out
+        labels = [{"label": ids[j], "score": row[j]} for j in js]
+        if explain and labels:
+            cols, vals = features or self._one(text)
+            for entry, j in zip(labels, js):
+                entry["evidence"] = self._evidence(text, cols, vals, j)
+        return {"model_version": self.version, "labels": labels, "scores": dict(zip(ids, row))}
 
     # -- explanations -------------------------------------------------------------------------
     def _evidence(self, text: str, cols: np.ndarray, vals: np.ndarray, label: int,
@@ -227,17 +328,15 @@ class Tagger:
         Word unigrams credit their token, bigrams the two-word span, character n-grams every
         token containing them; a feature seen several times shares its credit equally.
         """
-        contrib = vals * self._W[cols, label]
-        toks = list(tokens_with_spans(text))
-        spans: Counter = Counter()
+        contrib = vals * self._W_tfidf[cols, label]
         positive = contrib > 0
         if not positive.any():
             return []
         wanted = {int(c): float(w) for c, w in zip(cols[positive], contrib[positive])}
-        # Word unigrams and bigrams.
-        wv, off = self._word.vocab, self._char.offset
+        toks = list(tokens_with_spans(text))
         occ: dict[int, list[tuple[int, int]]] = {}
-        for i, (s, e, t) in enumerate(toks):
+        wv = self._word
+        for i, (s, e, t) in enumerate(toks):  # word unigrams and bigrams
             j = wv.get(t)
             if j is not None and j in wanted:
                 occ.setdefault(j, []).append((s, e))
@@ -245,16 +344,34 @@ class Tagger:
                 j = wv.get(f"{t} {toks[i + 1][2]}")
                 if j is not None and j in wanted:
                     occ.setdefault(j, []).append((s, toks[i + 1][1]))
-        # Character n-grams credit whole tokens.
-        cv = self._char.vocab
-        for s, e, t in toks:
-            for g in set(token_char_ngrams(t)):
-                j = cv.get(g)
-                if j is not None and j + off in wanted:
-                    occ.setdefault(j + off, []).append((s, e))
+        if self._char:  # character n-grams credit whole tokens
+            cv, off = self._char, self._char_offset
+            for s, e, t in toks:
+                for g in set(token_char_ngrams(t)):
+                    j = cv.get(g)
+                    if j is not None and j + off in wanted:
+                        occ.setdefault(j + off, []).append((s, e))
+        spans: Counter = Counter()
         for j, places in occ.items():
             share = wanted[j] / len(places)
             for span in places:
                 spans[span] += share
         best = sorted(spans.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return [{"text": text[s:e], "start": s, "end": e, "weight": round(w, 6)} for (s, e), w in best]
+
+
+def linear_weights(clf, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack a fitted one-vs-rest classifier's coefficients into (n_features, n_labels), intercepts into (n_labels,).
+
+    A label that was constant in training has no fitted model; it gets zero weights and an
+    intercept that reproduces its constant answer.
+    """
+    W = np.zeros((n_features, len(clf.estimators_)))
+    b = np.zeros(len(clf.estimators_))
+    for j, est in enumerate(clf.estimators_):
+        if hasattr(est, "coef_"):
+            W[:, j] = est.coef_.ravel()
+            b[j] = est.intercept_[0]
+        else:  # sklearn's _ConstantPredictor
+            b[j] = 30.0 if float(np.ravel(est.y_)[0]) == 1 else -30.0
+    return W, b

@@ -42,7 +42,9 @@ def tokens_with_spans(text: str) -> Iterator[tuple[int, int, str]]:
 
 
 def tokens(text: str) -> list[str]:
-    """The feature forms of the words of `text`, in order."""
+    """The feature forms of the words of `text`, in order (an ASCII text is lowered in one call)."""
+    if text.isascii():
+        return _TOKEN.findall(text.lower())
     return [normalise_token(t) for t in _TOKEN.findall(text)]
 
 

@@ -108,14 +108,16 @@ def kill_train(table: c.Table, work: Path, data: Path, base: Path, kills: int, r
 def _crash_points(store_module, die):
     """name -> a function that patches the store module so that `die()` runs at that point of a save."""
     def model_half_written():
-        real_dump = store_module.joblib.dump
+        import joblib  # the store imports it inside save: patching the module patches its call
+
+        real_dump = joblib.dump
 
         def dump(obj, path, *a, **k):
             real_dump(obj, path, *a, **k)
             data = Path(path).read_bytes()
             Path(path).write_bytes(data[: len(data) // 2])
             die()
-        store_module.joblib.dump = dump
+        joblib.dump = dump
 
     def before_rename():
         store_module.os.rename = lambda *a, **k: die()
@@ -137,7 +139,7 @@ def kill_in_save(table: c.Table, work: Path, base: Path) -> None:
     from model.store import ModelStore
 
     base_store = ModelStore(base)
-    tagger = base_store.load()
+    tagger = base_store.load(with_pipeline=True)
     meta = {k: v for k, v in base_store.read_metadata(base_store.current_version()).items()
             if k in ("profile", "seed", "params", "data", "taxonomy_source", "metrics")}
 
@@ -209,7 +211,7 @@ def write_case(table: c.Table, name: str, store: Path, base: Path, data: Path, p
     from model.store import ModelStore
 
     base_store = ModelStore(base)
-    tagger = base_store.load()
+    tagger = base_store.load(with_pipeline=True)
     report = dict(base_store.read_metadata(base_store.current_version())["metrics"], timings={})
     before = c.snapshot(store)
     with contextlib.ExitStack() as stack:

@@ -99,7 +99,7 @@ def run_checks(table: c.Table, work: Path) -> None:
               f"exit {res.exit_code}" + (f": {res.stderr.strip()[:200]}" if res.exit_code else ""), reproduce=REPRODUCE)
 
     # The bad versions: unsigned, signed with another key, and planted by a writer without the key.
-    tagger = ModelStore(store, signing_key=key).load()
+    tagger = ModelStore(store, signing_key=key).load(with_pipeline=True)
     base_meta = {k: v for k, v in meta.items() if k in ("profile", "seed", "params", "data", "taxonomy_source", "metrics")}
     unsigned = ModelStore(store).save(tagger, base_meta, make_current=False)
     wrong = ModelStore(store, signing_key=other_key).save(tagger, base_meta, make_current=False)

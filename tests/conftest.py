@@ -40,7 +40,7 @@ def trained_store(tmp_path_factory, small_data) -> ModelStore:
 
 @pytest.fixture(scope="session")
 def tagger(trained_store):
-    return trained_store.load()
+    return trained_store.load(with_pipeline=True)
 
 
 @pytest.fixture

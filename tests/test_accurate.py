@@ -29,7 +29,7 @@ def test_metadata_records_profile_and_encoder(accurate_store):
 
 
 def test_scores_equal_the_classifier_on_stacked_features(accurate_store):
-    tagger = accurate_store.load()
+    tagger = accurate_store.load(with_pipeline=True)
     texts = ["A man was stabbed outside the station", "She has not been seen since Friday", "lovely day", "ok"]
     X = sp.hstack([tagger.pipeline.named_steps["features"].transform(texts),
                    sp.csr_matrix(tagger.embedder.embed(texts))], format="csr")

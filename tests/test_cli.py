@@ -100,7 +100,7 @@ def test_predict_streams_before_input_ends(trained_store):
 
 def test_models_list_and_use(runner, store_copy):
     first = store_copy.current_version()
-    second = store_copy.save(store_copy.load(), {"profile": "fast", "metrics": {"macro_f1": 0.5}})
+    second = store_copy.save(store_copy.load(with_pipeline=True), {"profile": "fast", "metrics": {"macro_f1": 0.5}})
     d = ["--model-dir", str(store_copy.root)]
     res = runner.invoke(main, ["models", *d])
     assert f"* {second}" in res.stdout and f"  {first}" in res.stdout

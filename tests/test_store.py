@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from model.errors import IncompatibleModel, IntegrityError, ModelNotFound, StoreError
-from model.store import CURRENT, META_FILE, MODEL_FILE, ModelStore
+from model.store import ARRAYS_FILE, CURRENT, META_FILE, MODEL_FILE, MODEL_FILES, SCORER_FILE, ModelStore
 from training.fit import train
 
 
@@ -27,7 +27,7 @@ def _rewrite_meta(store, change):
 def test_save_layout_and_metadata(trained_store):
     v = trained_store.current_version()
     files = sorted(p.name for p in (trained_store.versions_dir / v).iterdir())
-    assert files == [META_FILE, MODEL_FILE]
+    assert files == sorted([META_FILE, *MODEL_FILES])
     meta = trained_store.read_metadata(v)
     for key in ("version", "created", "labels", "model_sha256", "libraries", "metrics", "data", "profile"):
         assert key in meta
@@ -56,6 +56,49 @@ def test_tampered_model_refused_before_unpickling(store_copy, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("name", [ARRAYS_FILE, SCORER_FILE])
+def test_tampered_scorer_files_refused(store_copy, name):
+    path = store_copy.versions_dir / store_copy.current_version() / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=f"{name} does not match"):
+        store_copy.load()
+    path.unlink()
+    with pytest.raises(IntegrityError, match=f"no {name}"):
+        store_copy.load()
+
+
+def test_metadata_without_file_digests_refused(store_copy):
+    _rewrite_meta(store_copy, lambda m: m.pop("files"))
+    with pytest.raises(IntegrityError, match="does not list the digests"):
+        store_copy.load()
+
+
+def test_scoring_load_imports_neither_sklearn_nor_scipy(trained_store):
+    """`crimetag predict` and the workers load arrays only: no unpickling, fast start-up."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from model.store import ModelStore; "
+            f"t = ModelStore({str(trained_store.root)!r}).load(); t.predict(['a knife', 'a gun']); "
+            "print(sorted(m for m in ('sklearn', 'scipy', 'joblib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_loaded_arrays_score_as_the_pickled_pipeline(trained_store):
+    fast, full = trained_store.load(), trained_store.load(with_pipeline=True)
+    assert fast.pipeline is None and full.pipeline is not None
+    texts = ["Caller reports her ex-partner is outside with a knife.", "Lost dog found in the park."]
+    assert abs(fast.decision(texts) - full.pipeline.decision_function(texts)).max() < 1e-9
+
+
+def test_saving_a_tagger_without_its_pipeline_is_refused(store_copy):
+    with pytest.raises(ValueError, match="pipeline"):
+        store_copy.save(store_copy.load(), {"profile": "fast", "metrics": {}})
+
+
 def test_truncated_model_and_corrupt_metadata_refused(store_copy):
     model = store_copy.versions_dir / store_copy.current_version() / MODEL_FILE
     model.write_bytes(model.read_bytes()[:1000])
@@ -76,7 +119,7 @@ def test_signing(store_copy):
     signed = ModelStore(store_copy.root, signing_key="k1")
     with pytest.raises(IntegrityError, match="unsigned"):
         signed.load()
-    tagger = store_copy.load()
+    tagger = store_copy.load(with_pipeline=True)
     v = signed.save(tagger, {"profile": "fast", "metrics": {}})
     assert signed.load().version == v
     with pytest.raises(IntegrityError, match="wrongly signed"):
@@ -89,7 +132,7 @@ def test_signing(store_copy):
 
 def test_use_switches_and_refuses_bad_versions(store_copy):
     first = store_copy.current_version()
-    second = store_copy.save(store_copy.load(), {"profile": "fast", "metrics": {}})
+    second = store_copy.save(store_copy.load(with_pipeline=True), {"profile": "fast", "metrics": {}})
     assert store_copy.current_version() == second
     store_copy.use(first)
     assert store_copy.current_version() == first
@@ -113,7 +156,7 @@ def test_write_error_leaves_store_unchanged(store_copy, monkeypatch):
 
     monkeypatch.setattr(joblib, "dump", disk_full)
     with pytest.raises(StoreError, match="No space left"):
-        store_copy.save(store_copy.load(), {"profile": "fast", "metrics": {}})
+        store_copy.save(store_copy.load(with_pipeline=True), {"profile": "fast", "metrics": {}})
     assert sorted(p.name for p in store_copy.versions_dir.iterdir()) == before
     assert store_copy.current_version() == current
     assert not list((store_copy.root / ".tmp").iterdir())
@@ -130,7 +173,7 @@ def test_read_only_store_is_a_clear_error(store_copy, monkeypatch):
 
     monkeypatch.setattr(os, "rename", read_only)
     with pytest.raises(StoreError, match="Read-only file system; nothing was changed"):
-        store_copy.save(store_copy.load(), {"profile": "fast", "metrics": {}})
+        store_copy.save(store_copy.load(with_pipeline=True), {"profile": "fast", "metrics": {}})
     assert store_copy.current_version() == current
     assert not list((store_copy.root / ".tmp").iterdir())
 

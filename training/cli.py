@@ -67,13 +67,17 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True, help="Same data and seed give identical predictions.")
 @click.option("--cv-folds", type=click.IntRange(2, 20), default=5, show_default=True)
 @click.option("--C", "C", default="auto", show_default=True,
-              help="Regularisation of the per-label SVMs: a number, or 'auto' to cross-validate a grid.")
+              help="Regularisation of the per-label SVMs: a number, or 'auto' (small data: cross-validate a grid; large: 0.1).")
+@click.option("--regime", type=click.Choice(["auto", "small", "large"]), default="auto", show_default=True,
+              help="small: word+char n-grams, k-fold CV; large: word n-grams, 20% holdout. auto: large from 10,000 rows.")
+@click.option("--features", "feature_set", type=click.Choice(["auto", "word+char", "word"]), default="auto",
+              show_default=True, help="TF-IDF blocks; auto follows the regime.")
 @click.option("--skip-invalid", is_flag=True, help="Train on the valid rows; report how many were dropped.")
 @click.option("--if-missing", is_flag=True, help="Do nothing when the store already has a current model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @model_dir_option
-def train_cmd(data, taxonomy, profile, embedding_model, seed, cv_folds, C, skip_invalid, if_missing, as_json, quiet, model_dir):
+def train_cmd(data, taxonomy, profile, embedding_model, seed, cv_folds, C, regime, feature_set, skip_invalid, if_missing, as_json, quiet, model_dir):
     """Train a new model version, print its cross-validated report and make it current."""
     from model.errors import ModelNotFound
 
@@ -96,7 +100,7 @@ def train_cmd(data, taxonomy, profile, embedding_model, seed, cv_folds, C, skip_
             raise click.BadParameter("must be a positive number or 'auto'", param_hint="--C") from None
     result = train(store, data_paths=list(data) or None, taxonomy_path=taxonomy, profile=profile,
                    embedding_model=embedding_model, seed=seed,
-                   cv_folds=cv_folds, params={"C": C}, skip_invalid=skip_invalid, progress=_progress(quiet))
+                   cv_folds=cv_folds, params={"C": C, "regime": regime, "features": feature_set}, skip_invalid=skip_invalid, progress=_progress(quiet))
     if result.dropped:
         click.echo(f"crimetag: skipped {result.dropped} invalid row(s); the first:", err=True)
         for problem in result.problems[:5]:
@@ -106,7 +110,8 @@ def train_cmd(data, taxonomy, profile, embedding_model, seed, cv_folds, C, skip_
     else:
         click.echo(format_report(result.report, title=f"model {result.version} ({result.report['evaluation']})"))
         cal, sel = result.report["calibration"], result.report["model_selection"]
-        click.echo(f"calibration: Brier {cal['brier']:.4f}  ECE {cal['ece']:.4f}   C={sel['C']:g} "
+        click.echo(f"calibration: Brier {cal['brier']:.4f}  ECE {cal['ece']:.4f}   {sel['regime']}-data regime, "
+                   f"{sel['features']} features, C={sel['C']:g} "
                    f"(macro-F1 by C: {', '.join(f'{c}: {f:.3f}' for c, f in sel['macro_f1_by_C'].items())})")
         click.echo(f"saved to {store.root} and made current")
 
@@ -125,10 +130,6 @@ def evaluate_cmd(data, version, as_json, model_dir):
     click.echo(json.dumps(m) if as_json else format_report(m, title=f"model {tagger.version} on {', '.join(data)}"))
 
 
-def _write(obj: dict) -> None:
-    sys.stdout.buffer.write(json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n")
-
-
 @main.command("predict")
 @click.argument("texts", nargs=-1)
 @click.option("--explain", is_flag=True, help="Add the words that pushed each returned label up.")
@@ -139,25 +140,21 @@ def predict_cmd(texts, explain, batch_size, model_dir):
     from model.errors import InvalidInput
     from model.text import check_text
 
-    from .predict import stream_lines
+    from .predict import render_lines, stream_lines
 
     tagger = _store(model_dir).load()
     if texts:
         for i, t in enumerate(texts, 1):
             check_text(t, where=f"argument {i}")
-        for r in tagger.predict(list(texts), explain=explain):
-            _write(r)
+        sys.stdout.buffer.write(b"".join(render_lines(tagger, list(texts), explain=explain)))
         return
     failed = 0
-    for kind, item in stream_lines(sys.stdin.buffer, tagger, batch_size=batch_size, explain=explain):
-        if kind == "flush":
-            sys.stdout.flush()
-            continue
-        if kind == "error":
-            failed += 1
-            click.echo(f"crimetag: stdin:{item['line']}: {item['error']['message']}", err=True)
-        _write(item)
-    sys.stdout.flush()
+    for chunk, errors in stream_lines(sys.stdin.buffer, tagger, batch_size=batch_size, explain=explain):
+        for err in errors:
+            click.echo(f"crimetag: stdin:{err['line']}: {err['error']['message']}", err=True)
+        failed += len(errors)
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
     if failed:
         raise InvalidInput(f"{failed} line(s) of stdin could not be scored (error objects written in their place)")
 
