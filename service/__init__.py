@@ -15,7 +15,7 @@ def create_app(config: dict | None = None, *, holder=None):
     from model.store import ModelStore, default_model_dir
 
     from . import access, api, errors, ops
-    from .config import DEFAULTS, from_environ
+    from .config import DEFAULTS, from_environ, limits
     from .holder import ModelHolder
     from .metrics import Metrics
 
@@ -27,6 +27,8 @@ def create_app(config: dict | None = None, *, holder=None):
     # reading one more byte is how the API tells a body over the limit (413) from one at it.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"] + 1
     app.json.sort_keys = False
+    # Settings are read once, here: the request path does not rebuild them.
+    app.extensions["crimetag_limits"] = limits(app.config)
 
     metrics = Metrics(multiprocess_mode=app.config["METRICS_MULTIPROCESS"])
     app.extensions["crimetag_metrics"] = metrics

@@ -78,3 +78,16 @@ def app(clean_env, trained_store):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def word_store(tmp_path_factory, small_data) -> ModelStore:
+    """The same slice trained in the large-data regime: word n-grams only, 20% holdout."""
+    store = ModelStore(tmp_path_factory.mktemp("word-store"))
+    train(store, data_paths=[small_data], seed=0, params={"regime": "large"})
+    return store
+
+
+@pytest.fixture(scope="session")
+def word_tagger(word_store):
+    return word_store.load(with_pipeline=True)

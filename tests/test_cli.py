@@ -37,6 +37,16 @@ def test_train_reports_and_makes_current(runner, tmp_path, small_data):
     assert ModelStore(tmp_path).current_version() in res.stdout
 
 
+def test_regime_and_features_options(runner, tmp_path, small_data):
+    res = runner.invoke(main, ["train", "--data", str(small_data), "--model-dir", str(tmp_path), "--regime", "large",
+                               "--C", "0.3", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    sel = json.loads(res.stdout)["model_selection"]
+    assert (sel["regime"], sel["features"], sel["C"]) == ("large", "word", 0.3)
+    bad = runner.invoke(main, ["train", "--data", str(small_data), "--model-dir", str(tmp_path), "--regime", "huge"])
+    assert bad.exit_code != 0 and "huge" in bad.stderr
+
+
 def test_unknown_label_on_line_3_fails_and_leaves_store_unchanged(runner, store_copy, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "one", "labels": []}\n{"text": "two", "labels": ["weapons"]}\n'

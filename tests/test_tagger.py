@@ -61,3 +61,50 @@ def test_evidence_names_the_trigger_words(tagger):
 
 def test_empty_batch(tagger):
     assert tagger.predict([]) == []
+
+
+# -- the word-only model (large-data regime) and the batch path's token index ---------------------
+def test_word_only_fast_path_equals_pipeline(word_tagger):
+    assert word_tagger.char_terms == []
+    texts = [r["text"] for r in corpus_slice(step=3)]
+    assert np.abs(word_tagger.decision(texts) - word_tagger.pipeline.decision_function(texts)).max() < 1e-9
+    for text in texts[:50]:  # the one-text path (dict counts) and the batch path (token index) agree
+        assert np.abs(word_tagger.decision([text]) - word_tagger.pipeline.decision_function([text])).max() < 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=())), min_size=1, max_size=5))
+def test_word_only_fast_path_equals_pipeline_on_random_unicode(word_tagger, texts):
+    assert np.abs(word_tagger.decision(texts) - word_tagger.pipeline.decision_function(texts)).max() < 1e-9
+
+
+def test_single_and_batch_predictions_agree(tagger, word_tagger):
+    texts = [r["text"] for r in corpus_slice(step=25)]
+    for t in (tagger, word_tagger):
+        assert t.predict(texts) == [t.predict([x])[0] for x in texts]
+
+
+def test_a_token_holding_spaces_keeps_its_bigrams():
+    """NFKC turns U+FDFA into four words in one token; the token index must still find its n-grams."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.svm import LinearSVC
+
+    from model.labels import Taxonomy
+    from model.tagger import Tagger
+    from model.text import word_ngrams
+
+    lig = "\ufdfa"
+    train = [f"peace {lig} be", f"{lig} be upon", "peace be upon", f"upon {lig}", "be peace", f"{lig} {lig} peace"] * 2
+    y = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 1], [1, 0]] * 2)
+    vec = TfidfVectorizer(analyzer=word_ngrams, lowercase=False, sublinear_tf=True)
+    pipe = Pipeline([("features", FeatureUnion([("word", vec)])),
+                     ("clf", OneVsRestClassifier(LinearSVC(dual=True, random_state=0)))]).fit(train, y)
+    assert any(" " in t and t.count(" ") >= 3 for t in vec.vocabulary_)  # the ligature's own unigram
+    taxonomy = Taxonomy.from_records([{"id": "a", "name": "A"}, {"id": "b", "name": "B"}])
+    tagger = Tagger.from_pipeline(taxonomy, pipe, np.tile([1.0, 0.0], (2, 1)), np.array([0.5, 0.5]))
+    probe = [f"{lig} be upon peace", f"peace {lig}", "be upon", f"x {lig} be y {lig}"]
+    assert np.abs(tagger.decision(probe) - pipe.decision_function(probe)).max() < 1e-12
+    for text in probe:
+        assert np.abs(tagger.decision([text]) - pipe.decision_function([text])).max() < 1e-12

@@ -43,7 +43,7 @@ class JsonLines:
         if not texts:
             return []
         P = self.tagger.scores(texts)
-        K = np.rint(P * _UNIT).astype(np.int64)
+        K = np.floor(P * _UNIT + 0.5).astype(np.int64)  # as Tagger.predict rounds
         n, width = len(texts), len(self._template)
         # Digits of every score: the integer part, then SCORE_DECIMALS places after the point.
         digits = np.empty(K.shape + (_WIDTH - 1,), dtype=np.int64)
