@@ -1,6 +1,6 @@
 """crimetag against fastText on the GVA incident notes, both measured in this one run.
 
-    python bench/gva.py                          # full GVA train/test, 3-fold CV
+    python bench/gva.py                          # full GVA train/test (the large-data regime)
     python bench/gva.py --train-rows 2000 --test-rows 500 --latency-calls 200 --no-fasttext   # quick run
 
 For each tool: fit time (CSV on disk to a saved model), in-process batch throughput over the
@@ -56,7 +56,7 @@ def bench_crimetag(args, work: Path, train_csv: Path, texts: list[str], y_true, 
     from training.fit import train
 
     store = ModelStore(args.keep_store or work / "store")
-    harness.say(f"crimetag: training ({args.cv_folds}-fold CV)")
+    harness.say(f"crimetag: training (regime by data size; {args.cv_folds}-fold CV if small)")
     t0, c0 = time.perf_counter(), harness.tree_cpu_seconds()
     result = train(store, data_paths=[train_csv], taxonomy_path=args.data / "labels.json",
                    cv_folds=args.cv_folds, seed=0)
@@ -101,7 +101,7 @@ def bench_crimetag(args, work: Path, train_csv: Path, texts: list[str], y_true, 
     m = metrics(y_true, y_pred, ids)
     return {
         "fit_s": fit_s, "fit_cpu_s": fit_cpu_s, "fit_breakdown_s": result.report["timings"],
-        "cv_folds": args.cv_folds,
+        "cv_folds": args.cv_folds, "model_selection": result.report["model_selection"],
         "model_load_s": load_s,
         "batch_texts_per_s": len(texts) / batch_s, "batch_cpu_s": batch_cpu_s,
         "scores_only_texts_per_s": len(texts) / scores_s,
@@ -226,7 +226,8 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=harness.GVA, help="GVA folder (labels.json, train.csv, test.csv)")
     p.add_argument("--train-rows", type=int, default=None, help="first N training rows (default: all)")
     p.add_argument("--test-rows", type=int, default=None, help="first N test rows (default: all)")
-    p.add_argument("--cv-folds", type=int, default=3, help="crimetag's cross-validation folds (default 3)")
+    p.add_argument("--cv-folds", type=int, default=3,
+                   help="crimetag's cross-validation folds in the small-data regime (default 3)")
     p.add_argument("--batch-size", type=int, default=512, help="crimetag batch size, as `crimetag predict`")
     p.add_argument("--latency-calls", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=60.0, help="cap on each latency loop")

@@ -1,6 +1,6 @@
 """Training time and peak memory of `crimetag train` at growing slices of GVA train.
 
-    python bench/scaling.py                               # 10k, 25k, 50k and 100k rows, 3-fold CV
+    python bench/scaling.py                               # 10k, 25k, 50k and 100k rows (the large-data regime)
     python bench/scaling.py --sizes 1000,2000             # smoke run
 
 Each size trains in its own child process (`python -m training.cli train --json`), so nothing
@@ -59,7 +59,8 @@ def train_child(data: Path, labels: Path, store: Path, cv_folds: int, timeout: f
     # PSS sum over the whole tree is the footprint of the training as a whole.
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": ru.ru_maxrss / 1024,
             "peak_tree_pss_mib": peak_tree,
-            "timings": report["timings"], "cv_micro_f1": report["micro_f1"], "cv_macro_f1": report["macro_f1"]}
+            "timings": report["timings"], "heldout_micro_f1": report["micro_f1"], "heldout_macro_f1": report["macro_f1"],
+            "regime": report["model_selection"]["regime"], "features": report["model_selection"]["features"]}
 
 
 def per_doubling(n1: int, n2: int, v1: float, v2: float) -> float:
@@ -83,15 +84,15 @@ def growth(points: list[dict]) -> list[dict]:
 
 
 def table(points: list[dict], grow: list[dict]) -> str:
-    rows = [[p["rows"], p["wall_s"], p["cpu_s"], p["timings"]["features_s"], p["timings"]["calibration_s"],
+    rows = [[p["rows"], p["regime"], p["wall_s"], p["cpu_s"], p["timings"]["features_s"], p["timings"]["calibration_s"],
              p["timings"]["final_fit_s"], p["peak_rss_mib"], p["peak_tree_pss_mib"]] for p in points]
-    a = harness.markdown_table(["rows", "wall s", "CPU s", "features s", "CV s", "final fit s",
+    a = harness.markdown_table(["rows", "regime", "wall s", "CPU s", "features s", "held-out fits s", "final fit s",
                                 "peak RSS MiB (largest process)", "peak PSS MiB (all processes)"], rows)
     b = harness.markdown_table(
-        ["rows", "wall x per doubling", "CPU x", "features x", "CV x", "final fit x", "peak RSS x", "peak PSS x"],
+        ["rows", "wall x per doubling", "CPU x", "features x", "held-out fits x", "final fit x", "peak RSS x", "peak PSS x"],
         [[f"{g['from_rows']} -> {g['to_rows']}", g["wall_s"], g["cpu_s"], g["features_s"], g["calibration_s"],
           g["final_fit_s"], g["peak_rss_mib"], g["peak_tree_pss_mib"]] for g in grow])
-    return a + "\n\n" + b + "\n\n(x per doubling: 2.0 is linear; CV and final fit are the classifier fits)"
+    return a + "\n\n" + b + "\n\n(x per doubling: 2.0 is linear; held-out fits (CV or holdout) and final fit are the classifier fits)"
 
 
 def parse_args(argv=None):
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     with harness.workdir() as tmp:
         work = Path(tmp)
         for n in sizes:
-            harness.say(f"training on {n} rows ({args.cv_folds}-fold CV) in a child process")
+            harness.say(f"training on {n} rows in a child process")
             data = harness.write_subset(args.data / "train.csv", work / f"train-{n}.csv", n)
             digest = harness.code_digest()  # the child imports the code as it is now
             point = train_child(data, args.data / "labels.json", work / f"store-{n}", args.cv_folds,

@@ -30,11 +30,11 @@ class Metrics:
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 
-    def scored(self, results: list[dict]) -> None:
-        self.texts.inc(len(results))
-        for r in results:
-            for entry in r["labels"]:
-                self.labels.labels(entry["label"]).inc()
+    def scored(self, n_texts: int, labels: list[str]) -> None:
+        """Count the texts scored and each label returned."""
+        self.texts.inc(n_texts)
+        for label in labels:
+            self.labels.labels(label).inc()
 
     def model_swapped(self, old, new) -> None:
         if old is not None:

@@ -139,6 +139,7 @@ def test_unexpected_error_logs_only_its_type(clean_env, trained_store, all_logs,
         raise RuntimeError(f"could not score {texts[0]!r} with token {TOKEN}")
 
     clean_env.setattr(tagger, "predict", explode)
+    clean_env.setattr(tagger, "predict_json", lambda text: explode([text]))
     resp = app.test_client().post("/v1/predict", json={"text": S})
     assert resp.status_code == 500
     assert resp.get_json() == {"error": {"code": "internal_error",

@@ -108,3 +108,16 @@ def test_a_token_holding_spaces_keeps_its_bigrams():
     assert np.abs(tagger.decision(probe) - pipe.decision_function(probe)).max() < 1e-12
     for text in probe:
         assert np.abs(tagger.decision([text]) - pipe.decision_function([text])).max() < 1e-12
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(min_size=1, max_size=200))
+def test_json_text_of_one_result_equals_the_result(tagger, text):
+    import json
+
+    body, labels = tagger.predict_json(text)
+    (expected,) = tagger.predict([text])
+    assert json.loads(body) == expected
+    assert labels == [e["label"] for e in expected["labels"]]
+    assert all(len(v.split(".")[1]) == 6 for v in body.split('"scores":{')[1].rstrip("}").split(",")
+               for v in [v.split(":")[1]])

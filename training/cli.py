@@ -195,7 +195,7 @@ def models_use_cmd(ctx, version, model_dir):
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="HOST")
 @click.option("--port", type=int, default=8000, show_default=True, envvar="PORT")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Default: 2 x CPUs, at most 8.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Default: CPUs + 1, at most 8.")
 @model_dir_option
 def serve_cmd(host, port, workers, model_dir):
     """Run the HTTP service under gunicorn (the model is loaded before workers fork)."""
