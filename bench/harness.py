@@ -141,6 +141,33 @@ def latency_loop(call, *, calls: int, max_seconds: float, warmup: int = 50) -> d
             "mean_ms": sum(ms) / len(ms)}
 
 
+def interleaved_latency(calls_by_name: dict, *, calls: int, max_seconds: float, rounds: int = 10,
+                        warmup: int = 50) -> dict:
+    """Single-call latency of each named callable, timed in alternating blocks of calls/rounds so
+    that a slow spell of a shared machine falls on all of them alike: per name, median, p99 and
+    mean in ms over all its calls (stopping after `max_seconds`)."""
+    for call in calls_by_name.values():
+        for _ in range(min(warmup, calls)):
+            call()
+    times: dict = {name: [] for name in calls_by_name}
+    per_block = max(1, calls // rounds)
+    deadline = time.perf_counter() + max_seconds
+    for _ in range(rounds):
+        for name, call in calls_by_name.items():
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - t0)
+        if time.perf_counter() > deadline:
+            break
+    out = {}
+    for name, ts in times.items():
+        ms = [t * 1000 for t in ts]
+        out[name] = {"calls": len(ms), "median_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
+                     "mean_ms": sum(ms) / len(ms), "interleaved_with": sorted(set(calls_by_name) - {name})}
+    return out
+
+
 # -- the server -------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
