@@ -180,12 +180,12 @@ def snapshot(root: Path) -> dict:
 def store_problems(root: Path, signing_key: str | None = None) -> list[str]:
     """What is wrong with a store after a fault: partial versions, bad digests, an unloadable current."""
     from model.errors import CrimetagError
-    from model.store import META_FILE, MODEL_FILE, ModelStore
+    from model.store import META_FILE, MODEL_FILES, ModelStore
 
     store = ModelStore(root, signing_key=signing_key)
     problems = []
     for vdir in sorted((root / "versions").iterdir()):
-        missing = [f for f in (MODEL_FILE, META_FILE) if not (vdir / f).is_file()]
+        missing = [f for f in (*MODEL_FILES, META_FILE) if not (vdir / f).is_file()]
         if missing:
             problems.append(f"partial version {vdir.name}: no {', '.join(missing)}")
             continue

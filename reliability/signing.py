@@ -10,8 +10,10 @@
   code put in as model.joblib, with metadata.json rewritten to its digest (signature kept,
   dropped, or made with a guessed key; or a signed version edited in place), is refused and never
   unpickled (its marker file never appears).
-- For contrast (INFO, not a failure): without a key the same planted model is loaded, which is
-  why a store writable by others needs the key.
+- For contrast (INFO, not a failure): without a key the same planted version is accepted. Its
+  pickle still does not run through `crimetag predict` (scoring reads only numpy arrays without
+  pickle and JSON), but a writer could change what the model says: a store writable by others
+  needs the key.
 
 Prints a table and exits 1 if any check failed.
 """
@@ -42,7 +44,7 @@ def plant(store: Path, source: str, name: str, marker: Path, signature: str) -> 
         shutil.copytree(store / "versions" / source, vdir)
     c.write_evil_pickle(vdir / "model.joblib", marker)
     meta = json.loads((vdir / "metadata.json").read_text())
-    meta["model_sha256"] = sha256_file(vdir / "model.joblib")
+    meta["model_sha256"] = meta["files"]["model.joblib"] = sha256_file(vdir / "model.joblib")
     if signature == "dropped":
         meta.pop("signature", None)
     elif signature.startswith("guess:"):
@@ -174,13 +176,14 @@ def run_checks(table: c.Table, work: Path) -> None:
               if not ok else f"exit 0; the {len(bad)} bad versions are marked UNUSABLE, the signed one is not",
               reproduce=REPRODUCE)
 
-    # Contrast: with no key, the planted model (digest rewritten, no signature) is unpickled.
+    # Contrast: with no key, the planted version (digests rewritten, no signature) is accepted.
     c.set_current(store, "planted-dropped")
     res = c.run(c.crimetag_cmd("predict", "--model-dir", str(store), c.PROBE_TEXT), timeout=120)
     ran = marker.exists()
     table.add("without a key: planted model with its digest rewritten (contrast)", None,
-              f"{'unpickled: its code ran' if ran else 'not unpickled'} (exit {res.returncode}); the digest "
-              "guards against damage, not against a writer: set CRIMETAG_SIGNING_KEY when others can write the store",
+              f"accepted (exit {res.returncode}); {'unpickled: its code ran' if ran else 'its pickle was not unpickled: scoring reads arrays and JSON only'}; "
+              "the digests guard against damage, not against a writer, who could change the scorer files: "
+              "set CRIMETAG_SIGNING_KEY when others can write the store",
               lost="nothing (expected without a key)", reproduce=REPRODUCE)
     if ran:
         marker.unlink()
