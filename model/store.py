@@ -2,14 +2,15 @@
 
 Layout under the store root:
     versions/<version>/model.joblib     the fitted scikit-learn pipeline, calibration and thresholds
-    versions/<version>/scorer.npz       the same model as arrays: idf, stacked weights, calibration
+    versions/<version>/scorer.bin       the same model as raw arrays: idf, stacked weights, calibration
     versions/<version>/scorer.json      its vocabularies (word index tokens, character n-grams), taxonomy
     versions/<version>/metadata.json    version, labels, thresholds, digests, metrics, libraries
     CURRENT                             the current version's name (replaced atomically)
     .tmp/                               versions being written; renamed into versions/ when whole
 
-Scoring loads only the scorer files (`numpy.load` without pickle, and JSON): no scikit-learn, so
-`crimetag predict` starts in a tenth of a second. Every file's SHA-256 (and, with a signing key,
+Scoring loads only the scorer files (raw little-endian arrays laid out as scorer.json says, and
+JSON): no pickle and no scikit-learn, so `crimetag predict` starts in a tenth of a second. Each
+scorer file is read once: its digest is checked and its arrays are viewed from the same bytes. Every file's SHA-256 (and, with a signing key,
 the HMAC of the metadata) is checked before anything is read, and the pipeline is unpickled only
 on request (`load(with_pipeline=True)`): joblib loading runs code, so only files this tool wrote
 are loaded.
@@ -35,7 +36,7 @@ from .tagger import Tagger
 
 FORMAT_VERSION = 2
 MODEL_FILE, META_FILE, CURRENT = "model.joblib", "metadata.json", "CURRENT"
-ARRAYS_FILE, SCORER_FILE = "scorer.npz", "scorer.json"
+ARRAYS_FILE, SCORER_FILE = "scorer.bin", "scorer.json"
 MODEL_FILES = (MODEL_FILE, ARRAYS_FILE, SCORER_FILE)
 ARRAYS = ("idf", "W", "b", "calibration", "thresholds")
 INDEX_ARRAYS = ("uni_col", "pair_keys", "pair_cols")
@@ -103,6 +104,35 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+_ALIGN = 64
+_DTYPES = {"<f8": np.float64, "<i8": np.int64}
+
+
+def _pack(arrays: dict) -> tuple[bytes, dict]:
+    """Arrays as one little-endian byte string (each 64-byte aligned) and its layout."""
+    parts, layout, offset = [], {}, 0
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a, dtype=np.float64 if np.asarray(a).dtype.kind == "f" else np.int64)
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        pad = -offset % _ALIGN
+        parts += [b"\0" * pad, a.tobytes()]
+        offset += pad
+        layout[name] = {"offset": offset, "dtype": a.dtype.str, "shape": list(a.shape)}
+        offset += a.nbytes
+    return b"".join(parts), layout
+
+
+def _unpack(blob: bytes, layout: dict) -> dict:
+    """Read-only views of the arrays of `blob` (no copy); a bad layout is a ValueError or KeyError."""
+    out = {}
+    for name, spec in layout.items():
+        dtype = _DTYPES[spec["dtype"]]
+        shape = tuple(int(d) for d in spec["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        out[name] = np.frombuffer(blob, dtype=dtype, count=count, offset=int(spec["offset"])).reshape(shape)
+    return out
+
+
 def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
@@ -141,15 +171,12 @@ class ModelStore:
             joblib.dump(artifact, tmp / MODEL_FILE)
             with open(tmp / MODEL_FILE, "rb+") as fh:
                 os.fsync(fh.fileno())
-            with open(tmp / ARRAYS_FILE, "wb") as fh:
-                np.savez(fh, **{name: getattr(tagger, name) for name in ARRAYS},
-                         **{name: tagger.index[name] for name in INDEX_ARRAYS})
-                fh.flush()
-                os.fsync(fh.fileno())
+            blob, layout = _pack({**{name: getattr(tagger, name) for name in ARRAYS},
+                                  **{name: tagger.index[name] for name in INDEX_ARRAYS}})
+            _write_file(tmp / ARRAYS_FILE, blob)
             scorer = {"format": FORMAT_VERSION, "taxonomy": tagger.taxonomy.to_records(),
-                      "char_terms": tagger.char_terms,
-                      "index_tokens": tagger.index["tokens"],
-                      "embedding": tagger.embedding}
+                      "char_terms": tagger.char_terms, "index_tokens": tagger.index["tokens"],
+                      "arrays": layout, "embedding": tagger.embedding}
             _write_file(tmp / SCORER_FILE, json.dumps(scorer, ensure_ascii=False).encode("utf-8"))
             files = {name: sha256_file(tmp / name) for name in MODEL_FILES}
             digest = files[MODEL_FILE]
@@ -282,20 +309,29 @@ class ModelStore:
             self._verify_digest(vdir, meta, version)
         return meta
 
-    def _verify_digest(self, vdir: Path, meta: dict, version: str) -> None:
-        """Check every file of the version against the digest recorded when it was written."""
+    def _verify_digest(self, vdir: Path, meta: dict, version: str, keep: tuple = ()) -> dict:
+        """Check every file of the version against the digest recorded when it was written.
+
+        Returns the bytes of the files named in `keep`, read once for both the check and the use.
+        """
         files = meta.get("files")
         if not isinstance(files, dict) or set(files) != set(MODEL_FILES) or files.get(MODEL_FILE) != meta.get("model_sha256"):
             raise IntegrityError(f"model {version}: {META_FILE} does not list the digests of {', '.join(MODEL_FILES)}; refusing to load it")
+        kept = {}
         for name in MODEL_FILES:
             try:
-                actual = sha256_file(vdir / name)
+                if name in keep:
+                    kept[name] = (vdir / name).read_bytes()
+                    actual = hashlib.sha256(kept[name]).hexdigest()
+                else:
+                    actual = sha256_file(vdir / name)
             except FileNotFoundError:
                 raise IntegrityError(f"model {version} has no {name}; refusing to load it") from None
             except OSError as exc:
                 raise StoreError(f"cannot read {vdir / name}: {exc.strerror or exc}") from None
             if not isinstance(files[name], str) or not hmac.compare_digest(actual, files[name]):
                 raise IntegrityError(f"model {version}: {name} does not match its recorded SHA-256; refusing to load it")
+        return kept
 
     def load(self, version: str | None = None, *, with_pipeline: bool = False) -> Tagger:
         """Load a version (default: current) after checking its digests, signature and libraries.
@@ -304,13 +340,13 @@ class ModelStore:
         (for tests that compare the two, and for users who want the estimator).
         """
         version = version or self.current_version()
-        meta = self.read_metadata(version, verify_model=True)
+        meta = self.read_metadata(version)
         vdir = self._version_dir(version)
+        raw = self._verify_digest(vdir, meta, version, keep=(ARRAYS_FILE, SCORER_FILE))
         try:
-            spec = json.loads((vdir / SCORER_FILE).read_bytes())
-            with np.load(vdir / ARRAYS_FILE, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in ARRAYS}
-                index = {"tokens": spec["index_tokens"], **{name: npz[name] for name in INDEX_ARRAYS}}
+            spec = json.loads(raw[SCORER_FILE])
+            arrays = _unpack(raw[ARRAYS_FILE], spec["arrays"])
+            index = {"tokens": spec["index_tokens"], **{name: arrays.pop(name) for name in INDEX_ARRAYS}}
             taxonomy = Taxonomy.from_records(spec["taxonomy"])
             embedding = spec.get("embedding")
             pipeline = None

@@ -40,6 +40,15 @@ class JsonLines:
 
     def render(self, texts: list[str]) -> list[bytes]:
         """One JSON line (newline included) per text, in order."""
+        pieces = self._pieces(texts)
+        return [b"".join(pieces[k:k + 3]) for k in range(0, len(pieces), 3)]
+
+    def render_joined(self, texts: list[str]) -> bytes:
+        """The JSON lines of `texts` as one bytes object (no per-line copies)."""
+        return b"".join(self._pieces(texts))
+
+    def _pieces(self, texts: list[str]) -> list:
+        """Three pieces per text (head, its labels, a view of its scores row) that join into its line."""
         if not texts:
             return []
         P = self.tagger.scores(texts)
@@ -55,16 +64,14 @@ class JsonLines:
         at = self._starts[:, None] + np.array([0] + list(range(2, _WIDTH)))[None, :]  # skip the "."
         body[:, at] = (digits + ord("0")).astype(np.uint8)
         rows = body.tobytes()
+        view = memoryview(rows)
         head, labels, starts = self._head, self._labels, self._starts.tolist()
-        out = []
+        pieces: list = []
         for i, js in enumerate(self.tagger.ranked(P)):
-            line = rows[i * width:(i + 1) * width]
-            if js:
-                listed = b", ".join(labels[j] + line[starts[j]:starts[j] + _WIDTH] + b"}" for j in js)
-                out.append(head + listed + line)
-            else:
-                out.append(head + line)
-        return out
+            base = i * width
+            listed = b", ".join(labels[j] + rows[base + starts[j]:base + starts[j] + _WIDTH] + b"}" for j in js)
+            pieces += (head, listed, view[base:base + width])
+        return pieces
 
 
 Batch = list  # [(line number, text or None, error object or None), ...]
@@ -105,8 +112,11 @@ def stream_lines(fh: BinaryIO, tagger: Tagger, *, batch_size: int = 512, explain
     """
     fmt = JsonLines(tagger)
     for batch in read_batches(fh, batch_size):
-        results = iter(render_lines(tagger, [t for _, t, _ in batch if t is not None], explain=explain, fmt=fmt))
         errors = [err for _, text, err in batch if text is None]
+        if not errors and not explain:  # the common case: the batch's lines in one piece
+            yield fmt.render_joined([t for _, t, _ in batch]), errors
+            continue
+        results = iter(render_lines(tagger, [t for _, t, _ in batch if t is not None], explain=explain, fmt=fmt))
         yield b"".join((encode(err) + "\n").encode("utf-8") if text is None else next(results)
                        for _, text, err in batch), errors
 
