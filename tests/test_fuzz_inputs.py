@@ -153,6 +153,9 @@ def assert_answer(resp, texts: list[str], explain: bool) -> None:
     results = body["results"] if "results" in body else [body]
     assert len(results) == len(texts)
     for text, result in zip(texts, results):
+        # What the server read: JSON joins an escaped high surrogate and the low one after it
+        # into one astral character, so spans index that string, not the two lone halves.
+        text = json.loads(json.dumps(text))
         assert set(result["scores"]) == set(IDS)
         assert all(0.0 <= s <= 1.0 for s in result["scores"].values())
         scores = [e["score"] for e in result["labels"]]
@@ -180,6 +183,7 @@ def test_single_text_is_answered_not_crashed(client, text, explain, endpoint, ra
 
 @BOUNDED
 @given(texts=st.lists(TEXTS, min_size=1, max_size=12), explain=st.booleans(), raw_utf8=st.booleans())
+@example(texts=["000\U00018cd60\ud800\udc00"], explain=True, raw_utf8=False)  # halves that JSON joins
 def test_batch_is_answered_not_crashed(client, texts, explain, raw_utf8):
     resp = post(client, "/v1/predict", {"texts": texts, "explain": explain}, raw_utf8=raw_utf8)
     assert_answer(resp, texts, explain)
