@@ -139,7 +139,7 @@ def post(client, path: str, body: dict, *, raw_utf8: bool = False):
     return client.post(path, data=data, content_type="application/json")
 
 
-def assert_answer(resp, texts: list[str], explain: bool) -> None:
+def assert_answer(resp, texts: list[str], explain: bool, raw_utf8: bool = False) -> None:
     """200 with well-formed results (evidence spans index the text), or a 4xx JSON error."""
     assert resp.status_code == 200 or 400 <= resp.status_code < 500, resp.status_code
     assert resp.mimetype == "application/json"
@@ -154,8 +154,10 @@ def assert_answer(resp, texts: list[str], explain: bool) -> None:
     assert len(results) == len(texts)
     for text, result in zip(texts, results):
         # What the server read: JSON joins an escaped high surrogate and the low one after it
-        # into one astral character, so spans index that string, not the two lone halves.
-        text = json.loads(json.dumps(text))
+        # into one astral character, so spans index that string, not the two lone halves (raw
+        # bytes keep the halves apart: json.loads decodes bytes with surrogatepass).
+        if not raw_utf8:
+            text = json.loads(json.dumps(text))
         assert set(result["scores"]) == set(IDS)
         assert all(0.0 <= s <= 1.0 for s in result["scores"].values())
         scores = [e["score"] for e in result["labels"]]
@@ -178,15 +180,16 @@ def assert_answer(resp, texts: list[str], explain: bool) -> None:
 @example(text="\u202eefink a htiw\u202c \U0001f52a knife", explain=True, endpoint="/v1/explain", raw_utf8=True)
 def test_single_text_is_answered_not_crashed(client, text, explain, endpoint, raw_utf8):
     resp = post(client, endpoint, {"text": text, "explain": explain}, raw_utf8=raw_utf8)
-    assert_answer(resp, [text], explain or endpoint == "/v1/explain")
+    assert_answer(resp, [text], explain or endpoint == "/v1/explain", raw_utf8)
 
 
 @BOUNDED
 @given(texts=st.lists(TEXTS, min_size=1, max_size=12), explain=st.booleans(), raw_utf8=st.booleans())
 @example(texts=["000\U00018cd60\ud800\udc00"], explain=True, raw_utf8=False)  # halves that JSON joins
+@example(texts=["000\ud800\udc000"], explain=True, raw_utf8=True)  # halves that raw bytes keep apart
 def test_batch_is_answered_not_crashed(client, texts, explain, raw_utf8):
     resp = post(client, "/v1/predict", {"texts": texts, "explain": explain}, raw_utf8=raw_utf8)
-    assert_answer(resp, texts, explain)
+    assert_answer(resp, texts, explain, raw_utf8)
 
 
 @pytest.mark.parametrize("text, status, code", [
