@@ -200,11 +200,11 @@ class Tagger:
         cols = list(counts)
         if self._char:  # the word and character blocks are normalised apart, as the FeatureUnion does
             off = self._char_offset
-            word = math.sqrt(sum(v * v for j, v in zip(cols, vals) if j < off)) or 1.0
-            char = math.sqrt(sum(v * v for j, v in zip(cols, vals) if j >= off)) or 1.0
+            word = math.hypot(*[v for j, v in zip(cols, vals) if j < off]) or 1.0
+            char = math.hypot(*[v for j, v in zip(cols, vals) if j >= off]) or 1.0
             vals = [v / (word if j < off else char) for j, v in zip(cols, vals)]
         elif vals:
-            norm = math.sqrt(sum(v * v for v in vals))
+            norm = math.hypot(*vals)  # the L2 norm, in one C call
             vals = [v / norm for v in vals]
         return cols, vals
 
@@ -314,9 +314,9 @@ class Tagger:
         rounded = (np.floor(P * _UNIT + 0.5) / _UNIT).tolist()
         return [self._result(text, row, js, explain) for text, row, js in zip(texts, rounded, self.ranked(P))]
 
-    def _score_one(self, text: str) -> tuple[list[float], list[int], list[int], list[int], list[float]]:
-        """One text's probabilities, its labels (highest first), its scores in millionths, and its
-        tf-idf columns and values: all Python lists, from four numpy calls.
+    def _score_one(self, text: str) -> tuple[list[float], list[int], list[int], list[float]]:
+        """One text's probabilities, its labels (highest first), and its tf-idf columns and values:
+        all Python lists, from four numpy calls.
 
         Each numpy call costs several microseconds when a web request has left the caches cold,
         so everything on a few dozen numbers (tf-idf values, the calibrated scores) is Python, and
@@ -326,17 +326,19 @@ class Tagger:
         s = np.array(vals) @ self._W_tfidf[cols] if cols else np.zeros(len(self.b))
         if self.embedding:
             s = s + self.embed([text])[0] @ self._W_embed
-        probs = [0.5 + 0.5 * math.tanh(x * a + c) for x, a, c in zip(s.tolist(), self._half_a_list, self._half_bc_list)]
+        tanh = math.tanh
+        probs = [0.5 + 0.5 * tanh(x * a + c) for x, a, c in zip(s.tolist(), self._half_a_list, self._half_bc_list)]
         js = [j for j, p, t in zip(range(len(probs)), probs, self._thresholds) if p >= t]
         if len(js) > 1:
             js.sort(key=lambda j: -probs[j])  # stable: ties keep taxonomy order
-        return probs, js, [math.floor(p * _UNIT + 0.5) for p in probs], cols, vals
+        return probs, js, cols, vals
 
     def _predict_one(self, text: str, explain: bool) -> dict:
         """`predict` for one text (the API's common case)."""
-        _probs, js, millionths, cols, vals = self._score_one(text)
+        probs, js, cols, vals = self._score_one(text)
+        floor = math.floor
         features = (np.array(cols, dtype=np.int64), np.array(vals)) if explain else None
-        return self._result(text, [k / _UNIT for k in millionths], js, explain, features)
+        return self._result(text, [floor(p * _UNIT + 0.5) / _UNIT for p in probs], js, explain, features)
 
     def predict_json(self, text: str) -> tuple[str, list[str]]:
         """One text's result (no evidence) as compact JSON text, and its label ids.
@@ -344,7 +346,9 @@ class Tagger:
         The same numbers as `predict`, each score written with exactly 6 decimals into a template
         made once per model: a quarter of the cost of encoding the result dict on a cold cache.
         """
-        _probs, js, millionths, _cols, _vals = self._score_one(text)
+        probs, js, _cols, _vals = self._score_one(text)
+        floor = math.floor
+        millionths = [floor(p * _UNIT + 0.5) for p in probs]
         if self._json_template is None:
             quoted = [json.dumps(i) for i in self.taxonomy.ids]
             self._json_labels = [f'{{"label":{q},"score":' for q in quoted]
