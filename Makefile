@@ -22,19 +22,23 @@ serve: install
 	$(BIN)/crimetag train --if-missing
 	$(BIN)/crimetag serve --host $(HOST) --port $(PORT)
 
-test: install
+# The tests also smoke-run bench/gva.py's comparison with fastText, so they install it too.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $@
+
+test: install $(VENV)/.bench-installed
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (figures in bench/README.md): fastText is a benchmark-only dependency.
 BENCH_OUT ?= bench/out
-bench: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+bench: install $(VENV)/.bench-installed
 	$(BIN)/python bench/gva.py --keep-store $(BENCH_OUT)/store --out $(BENCH_OUT)
 	$(BIN)/python bench/http.py --model-dir $(BENCH_OUT)/store --out $(BENCH_OUT)
 	$(BIN)/python bench/memory.py --model-dir $(BENCH_OUT)/store --out $(BENCH_OUT)
 	$(BIN)/python bench/scaling.py --out $(BENCH_OUT)
 
-bench-smoke: install
+bench-smoke: install $(VENV)/.bench-installed
 	$(BIN)/python -m pytest -q tests/test_bench_smoke.py
 
 corpus-check: install
