@@ -226,12 +226,16 @@ class ModelStore:
             raise StoreError(f"cannot switch current model in {self.root}: {exc.strerror or exc}") from None
 
     def _sweep_tmp(self, tmp_root: Path) -> None:
-        """Remove what killed trains left behind long ago (a live train's temp dir is young)."""
+        """Remove what killed trains left behind long ago (a live train's temp files are young):
+        version directories under .tmp/, and CURRENT files written but never renamed into place."""
         cutoff = time.time() - STALE_TMP_SECONDS
-        for entry in tmp_root.iterdir():
+        for entry in [*tmp_root.iterdir(), *self.root.glob(f".{CURRENT}.*")]:
             try:
                 if entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry, ignore_errors=True)
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink()
             except OSError:
                 pass
 

@@ -194,3 +194,27 @@ def test_concurrent_trains_never_corrupt_the_store(tmp_path, small_data):
     for v in versions:
         assert store.load(v).version == v
     assert (root / CURRENT).read_text().strip() in versions
+
+
+def test_save_sweeps_what_killed_writers_left_long_ago(store_copy):
+    """A temp version dir or CURRENT file older than a day is removed by the next save; a young one
+    (a save in progress elsewhere) is left alone."""
+    import time
+
+    from model.store import STALE_TMP_SECONDS
+
+    tmp_root = store_copy.root / ".tmp"
+    tmp_root.mkdir(exist_ok=True)
+    old_dir, young_dir = tmp_root / "old-version", tmp_root / "young-version"
+    old_cur, young_cur = store_copy.root / f".{CURRENT}.old", store_copy.root / f".{CURRENT}.young"
+    for d in (old_dir, young_dir):
+        d.mkdir()
+        (d / "model.joblib").write_bytes(b"half")
+    for f in (old_cur, young_cur):
+        f.write_text("20990101-000000-deadbeef\n")
+    long_ago = time.time() - STALE_TMP_SECONDS - 60
+    for p in (old_dir, old_cur):
+        os.utime(p, (long_ago, long_ago))
+    store_copy.save(store_copy.load(with_pipeline=True), {"profile": "fast", "metrics": {}})
+    assert not old_dir.exists() and not old_cur.exists()
+    assert young_dir.exists() and young_cur.exists()
