@@ -99,17 +99,26 @@ def write_subset(src: Path, dst: Path, limit: int | None) -> Path:
     return dst
 
 
-def train_model(store_dir: Path, data_dir: Path, *, train_rows: int | None, cv_folds: int = 3,
-                work: Path) -> dict:
-    """Train crimetag on (the first rows of) GVA train into `store_dir`; returns time and report."""
+def model_store(model_dir: Path | None, data_dir: Path, *, train_rows: int, work: Path) -> Path:
+    """`model_dir` when given, else a crimetag model trained on the first `train_rows` of GVA train
+    into `work/store` (for the scripts that serve a model: http.py, memory.py)."""
+    if model_dir is not None:
+        return model_dir
     from model.store import ModelStore
     from training.fit import train
 
+    say(f"training a model on {train_rows} rows")
     data = write_subset(data_dir / "train.csv", work / "train-subset.csv", train_rows)
-    t0 = time.perf_counter()
-    result = train(ModelStore(store_dir), data_paths=[data], taxonomy_path=data_dir / "labels.json",
-                   cv_folds=cv_folds, seed=0)
-    return {"seconds": time.perf_counter() - t0, "version": result.version, "report": result.report}
+    train(ModelStore(work / "store"), data_paths=[data], taxonomy_path=data_dir / "labels.json", cv_folds=3, seed=0)
+    return work / "store"
+
+
+def test_texts(data_dir: Path, n: int) -> list[str]:
+    """The first `n` texts of GVA test (request bodies for the serving benchmarks)."""
+    from model.labels import load_taxonomy
+    from training.data import read_labelled
+
+    return read_labelled([data_dir / "test.csv"], load_taxonomy(data_dir / "labels.json").ids).texts[:n]
 
 
 # -- timing -----------------------------------------------------------------------------------
@@ -122,23 +131,6 @@ def percentile(values: list[float], q: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def latency_loop(call, *, calls: int, max_seconds: float, warmup: int = 50) -> dict:
-    """Time `call()` up to `calls` times (stopping after `max_seconds`): median, p99, mean in ms."""
-    for _ in range(min(warmup, calls)):
-        call()
-    times = []
-    deadline = time.perf_counter() + max_seconds
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-        if t0 > deadline:
-            break
-    ms = [t * 1000 for t in times]
-    return {"calls": len(ms), "median_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
-            "mean_ms": sum(ms) / len(ms)}
 
 
 def interleaved_latency(calls_by_name: dict, *, calls: int, max_seconds: float, rounds: int = 10,

@@ -178,20 +178,14 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from service.server import default_workers
-    from training.data import read_labelled
-    from model.labels import load_taxonomy
 
     workers = args.workers or default_workers()
     loadgen = "wrk" if args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")) else "python"
     conns_list = [int(c) for c in args.connections.split(",") if c.strip()]
-    texts = read_labelled([args.data / "test.csv"], load_taxonomy(args.data / "labels.json").ids).texts[:BATCH]
+    texts = harness.test_texts(args.data, BATCH)
     with harness.workdir() as tmp:
         work = Path(tmp)
-        model_dir = args.model_dir
-        if model_dir is None:
-            harness.say(f"training a model on {args.train_rows} rows")
-            model_dir = work / "store"
-            harness.train_model(model_dir, args.data, train_rows=args.train_rows, work=work)
+        model_dir = harness.model_store(args.model_dir, args.data, train_rows=args.train_rows, work=work)
         results: dict = {}
         code_at_start = harness.code_digest()  # another engineer may change the code mid-run
         load = {"before": os.getloadavg()}

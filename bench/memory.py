@@ -79,19 +79,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from model.labels import load_taxonomy
-    from training.data import read_labelled
-
-    texts = read_labelled([args.data / "test.csv"], load_taxonomy(args.data / "labels.json").ids).texts[:32]
+    texts = harness.test_texts(args.data, 32)
     runs = []
     code_at_start = harness.code_digest()  # another engineer may change the code mid-run
     with harness.workdir() as tmp:
         work = Path(tmp)
-        model_dir = args.model_dir
-        if model_dir is None:
-            harness.say(f"training a model on {args.train_rows} rows")
-            model_dir = work / "store"
-            harness.train_model(model_dir, args.data, train_rows=args.train_rows, work=work)
+        model_dir = harness.model_store(args.model_dir, args.data, train_rows=args.train_rows, work=work)
         model_mib = sum(p.stat().st_size for p in Path(model_dir).rglob("model.joblib")) / 2 ** 20
         for w in [int(x) for x in args.workers.split(",") if x.strip()]:
             harness.say(f"{w} worker(s): starting, {args.warmup * w} warm-up requests")

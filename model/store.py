@@ -370,7 +370,7 @@ class ModelStore:
             # Refuses an encoder whose files differ from the one this model was trained with.
             embedder = load_embedder(embedding.get("path"), expected=embedding["identity"])
         try:
-            return Tagger(taxonomy=taxonomy, word_terms=None, char_terms=spec["char_terms"],
+            return Tagger(taxonomy=taxonomy, char_terms=spec["char_terms"],
                           version=version, metadata=meta, embedding=embedding, embedder=embedder,
                           pipeline=pipeline, index=index, **arrays)
         except (KeyError, TypeError, ValueError) as exc:

@@ -23,6 +23,8 @@ EVIDENCE_PER_LABEL = 5
 TOKEN_CACHE_SIZE = 200_000
 SCORE_DECIMALS = 6
 _UNIT = float(10 ** SCORE_DECIMALS)  # scores are rounded half up to millionths, the same way everywhere
+_FRACTION = f"0.{{:0{SCORE_DECIMALS}d}}".format  # a score under 1 from its millionths: "0.040797"
+_ONE = "1." + "0" * SCORE_DECIMALS
 
 
 def word_index(terms: list[str]) -> dict:
@@ -53,6 +55,10 @@ def word_index(terms: list[str]) -> dict:
     return {"tokens": list(ids), "uni_col": uni_col, "pair_keys": keys[order], "pair_cols": p[order, 2]}
 
 
+def _arrays(cols: list[int], vals: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
+
+
 def _terms(vocabulary: dict) -> list[str]:
     """A fitted vocabulary as its terms in column order."""
     terms = [""] * len(vocabulary)
@@ -65,13 +71,13 @@ def _terms(vocabulary: dict) -> list[str]:
 class Tagger:
     """A trained model ready to score: taxonomy, vocabularies, weights, calibration, thresholds.
 
-    `char_terms` is empty for a word-only model. `W` has one row per TF-IDF column (word block,
-    then character block), then one per sentence-embedding dimension for the accurate profile.
-    The word vocabulary is given as `word_terms` (in column order) or as its `index`.
+    The word vocabulary is its `index` (`word_index`); `char_terms` is empty for a word-only
+    model. `W` has one row per TF-IDF column (word block, then character block), then one per
+    sentence-embedding dimension for the accurate profile.
     """
 
     taxonomy: Taxonomy
-    word_terms: list | None
+    index: dict
     char_terms: list
     idf: np.ndarray
     W: np.ndarray
@@ -86,14 +92,10 @@ class Tagger:
     embedder: object = None
     # The fitted scikit-learn pipeline, when the tagger was just fitted or loaded with it.
     pipeline: object = None
-    # `word_index(word_terms)`, stored with the model so loading need not rebuild it.
-    index: dict | None = None
 
     def __post_init__(self):
         if self.embedding and self.embedder is None:
             raise ValueError("an accurate-profile model needs its embedder")
-        if self.word_terms is None and self.index is None:
-            raise ValueError("a tagger needs word_terms or their index")
         self._word_vocab: dict | None = None
         self._char = dict(zip(self.char_terms, range(len(self.char_terms))))
         self._n_tfidf = len(self.idf)
@@ -107,8 +109,6 @@ class Tagger:
         self.thresholds = np.asarray(self.thresholds, dtype=np.float64)
         self.calibration = np.asarray(self.calibration, dtype=np.float64)
         self._token_cache: dict[str, list[int]] = {}
-        if self.index is None:
-            self.index = word_index(self.word_terms)
         self._tid = dict(zip(self.index["tokens"], range(len(self.index["tokens"])))).get
         self._uni_col, self._pair_keys, self._pair_cols = (
             np.asarray(self.index[k], dtype=np.int64) for k in ("uni_col", "pair_keys", "pair_cols"))
@@ -117,19 +117,20 @@ class Tagger:
         self._half_bc = self.b * self._half_a + self._half_c  # the intercept, folded in for one text
         self._half_a_list, self._half_bc_list = self._half_a.tolist(), self._half_bc.tolist()
         self._idf_view = memoryview(self.idf)  # idf[j] as a Python float without a numpy call
-        self._json_template: str | None = None
         self._thresholds = self.thresholds.tolist()
+        # One text's result as JSON: the label entries' heads, and the whole with %s for each score.
+        quoted = [json.dumps(i) for i in self.taxonomy.ids]
+        self._json_labels = [f'{{"label":{q},"score":' for q in quoted]
+        self._json_template = (f'{{"model_version":{json.dumps(self.version)},"labels":[%s],"scores":{{'
+                               + ",".join(f"{q}:%s" for q in quoted) + "}}")
 
     @property
     def _word(self) -> dict:
         """Word term -> column, for scoring one text and for explanations; built on first use."""
-        if self._word_vocab is None:
-            if self.word_terms is not None:
-                self._word_vocab = dict(zip(self.word_terms, range(len(self.word_terms))))
-            else:  # every term is also a whole token of the index, with its column as unigram
-                tids = np.flatnonzero(self._uni_col >= 0)
-                tokens_ = self.index["tokens"]
-                self._word_vocab = dict(zip([tokens_[t] for t in tids.tolist()], self._uni_col[tids].tolist()))
+        if self._word_vocab is None:  # every term is a whole token of the index, its column its unigram's
+            tids = np.flatnonzero(self._uni_col >= 0)
+            tokens_ = self.index["tokens"]
+            self._word_vocab = dict(zip([tokens_[t] for t in tids.tolist()], self._uni_col[tids].tolist()))
         return self._word_vocab
 
     def warm(self) -> "Tagger":
@@ -146,7 +147,7 @@ class Tagger:
         n_embed = embedding["identity"]["dimension"] if embedding else 0
         idf = np.concatenate([word.idf_] + ([char.idf_] if char is not None else []))
         W, b = linear_weights(pipeline.named_steps["clf"], len(idf) + n_embed)
-        return cls(taxonomy=taxonomy, word_terms=_terms(word.vocabulary_),  # index: built on init
+        return cls(taxonomy=taxonomy, index=word_index(_terms(word.vocabulary_)),
                    char_terms=_terms(char.vocabulary_) if char is not None else [], idf=idf, W=W, b=b,
                    calibration=calibration, thresholds=thresholds, embedding=embedding, embedder=embedder,
                    pipeline=pipeline, **kw)
@@ -210,8 +211,7 @@ class Tagger:
 
     def _one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """`_one_lists` as arrays (for decision values and explanations)."""
-        cols, vals = self._one_lists(text)
-        return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
+        return _arrays(*self._one_lists(text))
 
     def _batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, columns, values) of the TF-IDF matrix of `texts`, sorted by row then column.
@@ -252,13 +252,6 @@ class Tagger:
         keys, tf = np.unique(np.concatenate(rows) * n_feat + np.concatenate(cols), return_counts=True)
         rows, cols = np.divmod(keys, n_feat)
         return rows, cols, self._normalise(rows, cols, tf, n)
-
-    def features(self, texts: list[str]):
-        """The TF-IDF matrix of `texts` as a scipy CSR matrix (for inspection and tests)."""
-        import scipy.sparse as sp
-
-        rows, cols, vals = self._batch(texts)
-        return sp.csr_matrix((vals, (rows, cols)), shape=(len(texts), self._n_tfidf))
 
     # -- scoring ------------------------------------------------------------------------------
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -337,7 +330,7 @@ class Tagger:
         """`predict` for one text (the API's common case)."""
         probs, js, cols, vals = self._score_one(text)
         floor = math.floor
-        features = (np.array(cols, dtype=np.int64), np.array(vals)) if explain else None
+        features = _arrays(cols, vals) if explain else None
         return self._result(text, [floor(p * _UNIT + 0.5) / _UNIT for p in probs], js, explain, features)
 
     def predict_json(self, text: str) -> tuple[str, list[str]]:
@@ -348,13 +341,7 @@ class Tagger:
         """
         probs, js, _cols, _vals = self._score_one(text)
         floor = math.floor
-        millionths = [floor(p * _UNIT + 0.5) for p in probs]
-        if self._json_template is None:
-            quoted = [json.dumps(i) for i in self.taxonomy.ids]
-            self._json_labels = [f'{{"label":{q},"score":' for q in quoted]
-            self._json_template = (f'{{"model_version":{json.dumps(self.version)},"labels":[%s],"scores":{{'
-                                   + ",".join(f"{q}:%s" for q in quoted) + "}}")
-        scores = [f"0.{k:06d}" if k < _UNIT else "1.000000" for k in millionths]
+        scores = [_FRACTION(k) if k < _UNIT else _ONE for k in (floor(p * _UNIT + 0.5) for p in probs)]
         labels = ",".join(f"{self._json_labels[j]}{scores[j]}}}" for j in js)
         ids = self.taxonomy.ids
         return self._json_template % (labels, *scores), [ids[j] for j in js]
