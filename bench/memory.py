@@ -85,7 +85,9 @@ def main(argv=None) -> int:
     with harness.workdir() as tmp:
         work = Path(tmp)
         model_dir = harness.model_store(args.model_dir, args.data, train_rows=args.train_rows, work=work)
-        model_mib = sum(p.stat().st_size for p in Path(model_dir).rglob("model.joblib")) / 2 ** 20
+        from model.store import MODEL_FILES
+
+        model_mib = sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.name in MODEL_FILES) / 2 ** 20
         for w in [int(x) for x in args.workers.split(",") if x.strip()]:
             harness.say(f"{w} worker(s): starting, {args.warmup * w} warm-up requests")
             with harness.serve(model_dir, workers=w, log_path=work / f"serve-{w}.log") as (base, master):
