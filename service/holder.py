@@ -32,14 +32,15 @@ class ModelHolder:
         return self._tagger
 
     def _swap(self, tagger: Tagger) -> None:
-        old, self._tagger = self._tagger, tagger
+        """Serve `tagger` from now on, its lazy parts built first (before a fork, workers share them)."""
+        old, self._tagger = self._tagger, tagger.warm()
         if self.on_swap:
             self.on_swap(old, tagger)
 
     def load_initial(self) -> None:
         """Load the current model at start; on failure stay not-ready and remember why."""
         try:
-            self._swap(self.store.load().warm())
+            self._swap(self.store.load())
             self.last_error = None
         except CrimetagError as exc:
             self.last_error = exc.message
@@ -48,7 +49,7 @@ class ModelHolder:
     def reload(self) -> Tagger:
         """Load the store's current version, swap it in, and tell the other workers. Raises on failure."""
         with self._lock:
-            tagger = self.store.load().warm()
+            tagger = self.store.load()
             self._swap(tagger)
             self._announce(tagger.version)
             return tagger
@@ -82,7 +83,7 @@ class ModelHolder:
             try:
                 version = self.marker.read_text(encoding="utf-8").strip()
                 if not self._tagger or self._tagger.version != version:
-                    self._swap(self.store.load(version).warm())
+                    self._swap(self.store.load(version))
                 self.last_error = None
             except (OSError, CrimetagError) as exc:
                 # The announcer verified this version; if it fails here, keep serving the old one.
