@@ -268,7 +268,9 @@ class Tagger:
             d = np.tile(self.b, (len(texts), 1))
             if len(rows):
                 starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
-                d[rows[starts]] += np.add.reduceat(self._W_tfidf[cols] * vals[:, None], starts, axis=0)
+                rows_w = self._W_tfidf.take(cols, axis=0)  # one gathered copy, scaled in place
+                rows_w *= vals[:, None]
+                d[rows[starts]] += np.add.reduceat(rows_w, starts, axis=0)
         if self.embedding:
             d = d + self.embed(texts) @ self._W_embed
         return d

@@ -218,3 +218,13 @@ def test_save_sweeps_what_killed_writers_left_long_ago(store_copy):
     store_copy.save(store_copy.load(with_pipeline=True), {"profile": "fast", "metrics": {}})
     assert not old_dir.exists() and not old_cur.exists()
     assert young_dir.exists() and young_cur.exists()
+
+
+def test_installed_versions_read_as_importlib_metadata_reads_them():
+    from importlib.metadata import version
+
+    from model.store import LIBRARIES, _installed_version
+
+    for dist in LIBRARIES:
+        assert _installed_version(dist) == version(dist)
+    assert _installed_version("no-such-distribution-here") == "absent"
